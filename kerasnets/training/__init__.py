@@ -1,0 +1,1 @@
+"""Engine: strategy-agnostic training loop, run directories, distribution helpers."""

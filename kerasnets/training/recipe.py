@@ -1,0 +1,103 @@
+"""The Recipe contract: config -> model + data + evaluation + export.
+
+A recipe binds one paper to the engine. It is a thin class (see
+`recipes/began.py`): the architecture lives in `kerasnets.models`, the layers
+and losses in `kerasnets.layers` / `kerasnets.losses`, the loop in
+`kerasnets.training.engine`, the export in `kerasnets.export`.
+
+Contract of the model returned by `build_model` (called inside
+`strategy.scope()`):
+
+* every variable and every optimizer is built before it returns (optimizer
+  slots created lazily inside `strategy.run` break MirroredStrategy);
+* `model.train_step(batch)` runs one replica's step and returns a dict of
+  scalar tensors, *unscaled* (the engine averages them over replicas);
+  losses used for gradients are divided by `num_replicas_in_sync` inside it
+  (`kerasnets.training.distribute.scale_loss`), since gradients are summed
+  over replicas;
+* state that replicas update (e.g. BEGAN's `k_t`) uses `aggregation="mean"`;
+* noise is drawn with `kerasnets.training.distribute.replica_seed` so each
+  replica draws different noise and a resumed run draws the same noise.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any, ClassVar, Iterator
+
+from kerasnets.config import RecipeConfig
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    import keras
+    import tensorflow as tf
+
+
+class Endpoint(typing.NamedTuple):
+    """One exported signature: a function of named tensors returning a dict.
+
+    `fn` takes keyword tensors matching `input_signature` (a list of named
+    `tf.TensorSpec`) and returns a dict of named output tensors.
+    """
+
+    fn: Any
+    input_signature: list
+
+
+class Recipe:
+    """Base class of every recipe. Subclass, set the class attributes, override the hooks."""
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""  # authors, year, title, arXiv id
+    summary: ClassVar[str] = ""  # one line for `kerasnets recipes`
+    config_class: ClassVar[type[RecipeConfig]] = RecipeConfig
+    key_metrics: ClassVar[tuple[str, ...]] = ("loss",)  # shown in the progress bar
+    #: Name of the endpoint converted to TFLite (must have only builtin ops).
+    tflite_endpoint: ClassVar[str] = "serving_default"
+
+    def __init__(self, config: RecipeConfig | None = None):
+        self.config = config if config is not None else self.config_class()
+
+    # ------------------------------------------------------------------ model
+    def build_model(self) -> "keras.Model":
+        """Build the model, its optimizers and recipe state. Called in `strategy.scope()`."""
+        raise NotImplementedError
+
+    def checkpoint_items(self, model) -> dict[str, Any]:
+        """Trackables saved in checkpoints besides the step counter."""
+        items = {"model": model}
+        for attr in ("optimizer", "g_optimizer", "d_optimizer"):
+            opt = getattr(model, attr, None)
+            if opt is not None:
+                items[attr] = opt
+        return items
+
+    # ------------------------------------------------------------------- data
+    def build_dataset(self, split: str = "train", start_step: int = 0) -> "tf.data.Dataset":
+        """Globally batched dataset (`config.batch_size`).
+
+        For `split="train"`: infinite and deterministic given `config.seed`,
+        positioned `start_step` batches in, so a resumed run sees the same
+        data as an uninterrupted one.
+        """
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ hooks
+    def on_log(self, model, step: int, writer) -> None:
+        """Called every `log_every` steps with an active summary writer (images)."""
+
+    def on_train_end(self, model, run_dir: str, history: list[dict[str, float]]) -> dict[str, Any]:
+        """Plots and final artefacts; returns a summary dict stored in `summary.json`."""
+        return {}
+
+    def evaluate(self, model) -> dict[str, float]:
+        """The paper's metric(s) on the evaluation split."""
+        return {}
+
+    # ----------------------------------------------------------------- export
+    def export_endpoints(self, model) -> dict[str, Endpoint]:
+        """Named endpoints for the SavedModel; must include `serving_default`."""
+        raise NotImplementedError(f"recipe '{self.name}' does not define an export yet")
+
+    def representative_dataset(self, num_samples: int = 64) -> Iterator[dict[str, Any]]:
+        """Calibration inputs (dicts keyed like the TFLite endpoint's inputs) for int8."""
+        raise NotImplementedError(f"recipe '{self.name}' has no int8 calibration data")

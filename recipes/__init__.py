@@ -1,0 +1,1 @@
+"""Built-in recipes, one module per paper (installed as `kerasnets.recipes`)."""

@@ -24,10 +24,15 @@ def stream_indices(num_examples: int, batch_size: int, seed: int, start_step: in
         positions = step * batch_size + tf.range(batch_size, dtype=tf.int64)
         epoch = positions // n
         within = positions % n
-        seeds = tf.stack([tf.fill(tf.shape(epoch), tf.cast(seed, tf.int64)), epoch], axis=1)
-        return tf.random.experimental.index_shuffle(within, seeds, max_index=n - 1)
+        # A batch spans at most two epochs (batch_size <= num_examples).
+        first = epoch[0]
+        perm_a = tf.random.experimental.index_shuffle(within, tf.stack([tf.cast(seed, tf.int64), first]), n - 1)
+        perm_b = tf.random.experimental.index_shuffle(within, tf.stack([tf.cast(seed, tf.int64), first + 1]), n - 1)
+        return tf.where(epoch == first, perm_a, perm_b)
 
-    return tf.data.Dataset.range(start_step, 2**62).map(batch_indices, deterministic=True)
+    if batch_size > num_examples:
+        raise ValueError(f"batch_size {batch_size} is larger than the data set ({num_examples} examples)")
+    return tf.data.Dataset.range(start_step, 2**62).map(batch_indices)
 
 
 def array_dataset(arrays, batch_size: int, seed: int, start_step: int = 0, map_fn=None) -> tf.data.Dataset:

@@ -69,7 +69,7 @@ def build_and_restore(recipe, run_dir: str, strategy=None):
 class _Progress:
     """One status line: step, rate, key metrics. Redrawn in place on a TTY."""
 
-    def __init__(self, total: int, keys, stream=sys.stderr, every: int = 10):
+    def __init__(self, total: int, keys, stream, every: int = 10):
         self.total, self.keys, self.stream, self.every = total, tuple(keys), stream, every
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.t0, self.s0 = time.perf_counter(), None
@@ -91,8 +91,9 @@ class _Progress:
         self.stream.flush()
 
 
-def train(recipe, run_dir: str, *, strategy=None, progress_stream=sys.stderr) -> TrainResult:
+def train(recipe, run_dir: str, *, strategy=None, progress_stream=None) -> TrainResult:
     """Train `recipe` (config in `recipe.config`) into `run_dir`; resume if it holds a run."""
+    progress_stream = progress_stream or sys.stderr
     config = recipe.config
     strategy = strategy or distribute.make_strategy(config.strategy)
     chief = distribute.is_chief(strategy)

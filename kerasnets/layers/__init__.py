@@ -4,3 +4,4 @@ from kerasnets.layers.batch_renormalization import BatchRenormalization  # noqa:
 from kerasnets.layers.bn_folding import fold_batch_norm  # noqa: E402
 from kerasnets.layers.ghost_batch_normalization import GhostBatchNormalization  # noqa: E402
 from kerasnets.layers.virtual_batch_normalization import VirtualBatchNormalization  # noqa: E402
+from kerasnets.layers.zero_pad_shortcut import ZeroPadShortcut  # noqa: E402

@@ -1,0 +1,162 @@
+"""Non-maximum suppression with static output shapes (eager, `tf.function`, XLA, SavedModel).
+
+Greedy NMS: take the highest-scoring box, drop every remaining box whose IoU
+with it is > `iou_threshold`, repeat. Everything here is built on
+`tf.image.non_max_suppression_padded(pad_to_max_output_size=True)`, which has
+a fixed output size, handles a batch dimension and compiles under XLA
+(`tf.image.combined_non_max_suppression` does not, and clips boxes to [0, 1]
+by default). Per-class NMS uses the coordinate-offset trick: boxes of class
+`c` are shifted by `c * (span + 1)` so boxes of different classes never
+overlap, and one NMS call handles all classes.
+
+Outputs are padded: `num_valid` / `num_detections` say how many leading
+entries are real; padding slots hold index 0, score 0 and class 0.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from kerasnets.ops import boxes as box_ops
+
+
+def _check_common(max_output_size, iou_threshold):
+    if int(max_output_size) < 1:
+        raise ValueError(f"max_output_size must be >= 1, got {max_output_size}")
+    if not 0.0 <= iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
+
+
+def nms(boxes, scores, max_output_size: int, iou_threshold: float = 0.5, score_threshold: float = float("-inf")):
+    """Greedy NMS on `[..., N, 4]` boxes (any corner order) and `[..., N]` scores.
+
+    Boxes with score <= `score_threshold` are dropped first.
+
+    Returns:
+        `(indices [..., max_output_size] int32, num_valid [...] int32)`, the
+        kept indices in descending score order, padded with 0.
+    """
+    _check_common(max_output_size, iou_threshold)
+    boxes = tf.cast(tf.convert_to_tensor(boxes), tf.float32)
+    scores = tf.cast(tf.convert_to_tensor(scores), tf.float32)
+    indices, num_valid = tf.image.non_max_suppression_padded(
+        boxes,
+        scores,
+        max_output_size,
+        iou_threshold=iou_threshold,
+        score_threshold=score_threshold,
+        pad_to_max_output_size=True,
+    )
+    slots = tf.range(max_output_size)
+    valid = slots < tf.cast(num_valid, tf.int32)[..., None]
+    return tf.where(valid, tf.cast(indices, tf.int32), 0), tf.cast(num_valid, tf.int32)
+
+
+def _class_offsets(boxes, classes):
+    lo = tf.reduce_min(boxes, axis=[-2, -1], keepdims=True)
+    hi = tf.reduce_max(boxes, axis=[-2, -1], keepdims=True)
+    span = hi - lo + 1.0
+    return (boxes - lo) + tf.cast(classes, boxes.dtype)[..., None] * span
+
+
+def batched_nms(boxes, scores, classes, max_output_size: int, iou_threshold: float = 0.5,
+                score_threshold: float = float("-inf")):
+    """Per-class NMS in one call: boxes only suppress boxes of the same class.
+
+    Args:
+        boxes: `[..., N, 4]`; scores: `[..., N]`; classes: `[..., N]` ints.
+
+    Returns `(indices, num_valid)` as `nms`, ranked by score across classes.
+    """
+    boxes = tf.cast(tf.convert_to_tensor(boxes), tf.float32)
+    shifted = _class_offsets(boxes, classes)
+    return nms(shifted, scores, max_output_size, iou_threshold, score_threshold)
+
+
+def multiclass_nms(
+    boxes,
+    scores,
+    max_detections: int = 100,
+    iou_threshold: float = 0.5,
+    score_threshold: float = 0.05,
+    pre_nms_top_k: int | None = 1000,
+):
+    """Detections from per-class scores: per-class top-k, score floor, per-class NMS, top `max_detections`.
+
+    Args:
+        boxes: `[B, N, 4]` (shared by all classes, e.g. SSD) or `[B, N, K, 4]`
+            (class-specific, e.g. the Fast R-CNN head without background).
+        scores: `[B, N, K]` foreground class probabilities (class id = k + 1).
+        max_detections: detections kept per image (100 R-CNN, 200 SSD).
+        iou_threshold: NMS IoU (0.5 R-CNN family, 0.45 SSD).
+        score_threshold: scores must be > this (0.05 R-CNN family, 0.01 SSD).
+        pre_nms_top_k: candidates kept per class before NMS (SSD: 400);
+            `None` keeps all.
+
+    Returns:
+        dict of `boxes [B, D, 4]`, `scores [B, D]`, `classes [B, D]` int32
+        (1..K, 0 for padding), `indices [B, D]` int32 (source box in N) and
+        `num_detections [B]` int32, sorted by score.
+    """
+    boxes = tf.cast(tf.convert_to_tensor(boxes), tf.float32)
+    scores = tf.cast(tf.convert_to_tensor(scores), tf.float32)
+    if scores.shape.rank != 3:
+        raise ValueError(f"scores must be [batch, boxes, classes], got shape {scores.shape}")
+    if boxes.shape.rank not in (3, 4):
+        raise ValueError(f"boxes must be [batch, boxes, 4] or [batch, boxes, classes, 4], got {boxes.shape}")
+    num_boxes = scores.shape[1] if scores.shape[1] is not None else tf.shape(scores)[1]
+    num_classes = scores.shape[2]
+    if num_classes is None:
+        raise ValueError("the number of classes (last axis of scores) must be static")
+    k = num_boxes if pre_nms_top_k is None or isinstance(num_boxes, tf.Tensor) else min(pre_nms_top_k, num_boxes)
+    per_class = tf.transpose(scores, [0, 2, 1])  # [B, K, N]
+    top_scores, top_idx = tf.math.top_k(per_class, k=k)  # [B, K, k]
+    batch = tf.shape(scores)[0]
+    if boxes.shape.rank == 3:
+        cand_boxes = tf.gather(boxes, tf.reshape(top_idx, [batch, -1]), batch_dims=1)
+    else:
+        per_class_boxes = tf.transpose(boxes, [0, 2, 1, 3])  # [B, K, N, 4]
+        cand_boxes = tf.reshape(tf.gather(per_class_boxes, top_idx, batch_dims=2), [batch, -1, 4])
+    cand_scores = tf.reshape(top_scores, [batch, -1])
+    cand_classes = tf.reshape(tf.broadcast_to(tf.range(1, num_classes + 1)[None, :, None], tf.shape(top_idx)),
+                              [batch, -1])
+    cand_source = tf.reshape(top_idx, [batch, -1])
+    keep, num = batched_nms(cand_boxes, cand_scores, cand_classes, max_detections, iou_threshold, score_threshold)
+    valid = tf.range(max_detections)[None, :] < num[:, None]
+    out_boxes = tf.where(valid[..., None], tf.gather(cand_boxes, keep, batch_dims=1), 0.0)
+    out_scores = tf.where(valid, tf.gather(cand_scores, keep, batch_dims=1), 0.0)
+    out_classes = tf.where(valid, tf.gather(cand_classes, keep, batch_dims=1), 0)
+    out_source = tf.where(valid, tf.gather(cand_source, keep, batch_dims=1), 0)
+    return {
+        "boxes": out_boxes,
+        "scores": out_scores,
+        "classes": out_classes,
+        "indices": out_source,
+        "num_detections": num,
+    }
+
+
+def ssd_postprocess(
+    class_logits,
+    box_deltas,
+    default_boxes,
+    image_size,
+    score_threshold: float = 0.01,
+    iou_threshold: float = 0.45,
+    max_detections: int = 200,
+    pre_nms_top_k: int | None = 400,
+    weights=box_ops.HEAD_BOX_WEIGHTS,
+):
+    """SSD inference (Liu et al. 2016, Sec. 3): decode, softmax, 0.01 floor, per-class NMS at 0.45, top 200.
+
+    Args:
+        class_logits: `[B, A, K + 1]` (0 = background); box_deltas: `[B, A, 4]`.
+        default_boxes: `[A, 4]` xyxy pixels (`kerasnets.ops.anchors.ssd_default_boxes`).
+        image_size: `(height, width)`; decoded boxes are clipped to it.
+
+    Returns the `multiclass_nms` dict.
+    """
+    boxes = box_ops.decode_boxes(box_deltas, tf.convert_to_tensor(default_boxes)[None], weights)
+    boxes = box_ops.clip_boxes(boxes, image_size)
+    probs = tf.nn.softmax(tf.cast(class_logits, tf.float32), axis=-1)[..., 1:]
+    return multiclass_nms(boxes, probs, max_detections, iou_threshold, score_threshold, pre_nms_top_k)

@@ -1,5 +1,10 @@
 """kerasnets.layers."""
 
+from kerasnets.layers.edge_popup_conv2d import EdgePopupConv2D  # noqa: E402
+from kerasnets.layers.edge_popup_dense import EdgePopupDense  # noqa: E402
+from kerasnets.layers.minibatch_discrimination import MinibatchDiscrimination  # noqa: E402
+from kerasnets.layers.supermask_conv2d import SupermaskConv2D  # noqa: E402
+from kerasnets.layers.supermask_dense import SupermaskDense  # noqa: E402
 from kerasnets.layers.batch_renormalization import BatchRenormalization  # noqa: E402
 from kerasnets.layers.bn_folding import fold_batch_norm  # noqa: E402
 from kerasnets.layers.ghost_batch_normalization import GhostBatchNormalization  # noqa: E402

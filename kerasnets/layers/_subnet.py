@@ -20,6 +20,7 @@ only the linear op (matmul or convolution).
 from __future__ import annotations
 
 import math
+import random
 
 import keras
 import numpy as np
@@ -172,6 +173,10 @@ class SubnetLayer(keras.layers.Layer):
         self.scores_regularizer = keras.regularizers.get(scores_regularizer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.seed = seed
+        # Like Keras' initializers: an unseeded layer draws its init seed from
+        # Python's RNG (seeded by `keras.utils.set_random_seed`) here, so
+        # `build` also works when traced inside a subclassed model's call.
+        self._init_seed = seed if seed is not None else random.randint(1, 2**31 - 2)
 
     # ---- hooks for subclasses
     def _kernel_shape(self, input_shape):  # pragma: no cover - abstract
@@ -199,11 +204,10 @@ class SubnetLayer(keras.layers.Layer):
     def build(self, input_shape):
         shape = self._kernel_shape(input_shape)
         fan_scale = self._fan_scale() if self.scale_fan else 1.0
-        weight_seed = None if self.seed is None else self.seed
         self.kernel = self.add_weight(
             name="kernel",
             shape=shape,
-            initializer=frozen_kernel_initializer(self.weight_init, fan_scale, weight_seed),
+            initializer=frozen_kernel_initializer(self.weight_init, fan_scale, self._init_seed),
             trainable=False,
         )
         scores_init = self.scores_initializer or self._default_scores_initializer()
@@ -262,7 +266,7 @@ class EdgePopupLayer(SubnetLayer):
         return self.k
 
     def _default_scores_initializer(self):
-        return kaiming_uniform_scores(None if self.seed is None else self.seed + 1)
+        return kaiming_uniform_scores(self._init_seed + 1)
 
     def build(self, input_shape):
         n = int(np.prod(self._kernel_shape(input_shape)))

@@ -151,15 +151,17 @@ def _sample_inputs(recipe, specs: dict, endpoint_name: str) -> dict:
     """A verification batch for one endpoint from `recipe.representative_dataset`."""
     dynamic_batch = all(spec.shape.rank and spec.shape[0] is None for spec in specs.values())
     want = SAMPLE_BATCH if dynamic_batch else 1
+    where = f"{recipe.name}.representative_dataset item"
     batches = []
     for sample in recipe.representative_dataset(want):
-        batches.append(batched_inputs(sample, specs, where=f"{recipe.name}.representative_dataset item"))
-        if sum(len(next(iter(b.values()))) for b in batches) >= want:
+        batches.append(batched_inputs(sample, specs, where=where))
+        if not dynamic_batch or sum(len(next(iter(b.values()))) for b in batches) >= want:
             break
     if not batches:
         raise ExportError(f"{recipe.name}.representative_dataset yielded no samples for {endpoint_name!r}")
-    joined = {name: np.concatenate([b[name] for b in batches])[:want] for name in specs}
-    return joined
+    if not dynamic_batch:
+        return batches[0]
+    return {name: np.concatenate([b[name] for b in batches])[:want] for name in specs}
 
 
 def _call_endpoint(fn, inputs: dict, specs: dict) -> dict:

@@ -46,10 +46,15 @@ job_path = sys.argv[2]
 job = json.load(open(job_path))
 report = {"ok": False}
 def finish(code):
-    report["kerasnets_imported"] = any(m == "kerasnets" or m.startswith("kerasnets.") for m in sys.modules)
+    report["kerasnets_imported"] = kerasnets_imported()
     with open(job["report"], "w") as f:
         json.dump(report, f)
     sys.exit(code)
+def kerasnets_imported():
+    return any(m == "kerasnets" or m.startswith("kerasnets.") for m in sys.modules)
+if kerasnets_imported():  # e.g. by a sitecustomize or .pth hook: fail before the TF import
+    report["error"] = "kerasnets was imported at interpreter start-up"
+    finish(5)
 try:
     import numpy as np
     import tensorflow as tf
@@ -80,9 +85,17 @@ except BaseException as e:
     import traceback
     report["error"] = "".join(traceback.format_exception(e))[-4000:]
     finish(4)
-assert not any(m == "kerasnets" or m.startswith("kerasnets.") for m in sys.modules), "kerasnets was imported"
+if kerasnets_imported():
+    report["ok"] = False
+    report["error"] = "kerasnets was imported"
+    finish(5)
 finish(0)
 """
+
+
+def _strip_tf_logs(text: str) -> str:
+    noise = ("I0000 ", "W0000 ", "WARNING: All log messages")
+    return "\n".join(line for line in text.splitlines() if not line.startswith(noise))
 
 
 def run_saved_model_in_subprocess(path, calls: dict, timeout: float = 600) -> dict:
@@ -133,7 +146,7 @@ def run_saved_model_in_subprocess(path, calls: dict, timeout: float = 600) -> di
         if report.get("kerasnets_imported"):
             raise VerificationError(f"the verification process imported kerasnets while loading {path}")
         if proc.returncode != 0 or not report.get("ok"):
-            detail = report.get("error") or proc.stderr[-3000:]
+            detail = report.get("error") or _strip_tf_logs(proc.stderr)[-3000:]
             raise VerificationError(f"loading {path} in a fresh process failed (exit {proc.returncode}): {detail}")
         results = {}
         for call in job["calls"]:

@@ -38,9 +38,10 @@ def _prepare(iou, valid):
         valid = tf.ones(tf.shape(iou)[:-1], tf.bool)
     valid = tf.cast(valid, tf.bool)
     # One always-invalid extra row makes "no ground truth at all" an ordinary case.
-    pad = tf.zeros_like(iou[..., :1, :]) - 1.0
+    shape = tf.shape(iou)
+    pad = tf.fill(tf.concat([shape[:-2], [1], shape[-1:]], 0), tf.constant(-1.0, iou.dtype))
     iou = tf.concat([iou, pad], axis=-2)
-    valid = tf.concat([valid, tf.zeros_like(valid[..., :1])], axis=-1)
+    valid = tf.concat([valid, tf.zeros(tf.concat([shape[:-2], [1]], 0), tf.bool)], axis=-1)
     iou = tf.where(valid[..., None], iou, -1.0)
     return iou, valid
 

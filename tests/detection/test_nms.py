@@ -1,0 +1,121 @@
+"""NMS against a NumPy greedy reference: eager, in tf.function, under XLA and after SavedModel save/load."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasnets.ops import anchors as anchor_ops
+from kerasnets.ops import nms as nms_ops
+
+
+def _np_iou(box, others):
+    tl = np.maximum(box[:2], others[:, :2])
+    br = np.minimum(box[2:], others[:, 2:])
+    inter = np.prod(np.clip(br - tl, 0, None), axis=1)
+    area = lambda b: np.prod(b[..., 2:] - b[..., :2], axis=-1)  # noqa: E731
+    return inter / (area(box) + area(others) - inter)
+
+
+def greedy_nms(boxes, scores, iou_threshold, max_out, score_threshold=-np.inf):
+    order = [i for i in np.argsort(-scores, kind="stable") if scores[i] > score_threshold]
+    keep = []
+    while order and len(keep) < max_out:
+        i = order.pop(0)
+        keep.append(i)
+        order = [j for j in order if _np_iou(boxes[i], boxes[[j]])[0] <= iou_threshold]
+    return keep
+
+
+def _random_boxes(n, seed):
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 100, (n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (n, 2))], 1).astype(np.float32)
+    return boxes, rng.permutation(n).astype(np.float32) / n  # distinct scores
+
+
+def test_nms_equals_greedy_reference_eager_and_in_tf_function():
+    boxes, scores = _random_boxes(200, 0)
+    expected = greedy_nms(boxes, scores, 0.5, 30, score_threshold=0.1)
+    idx, num = nms_ops.nms(boxes, scores, 30, 0.5, 0.1)
+    assert int(num) == len(expected)
+    np.testing.assert_array_equal(idx.numpy()[: len(expected)], expected)
+    assert np.all(idx.numpy()[len(expected):] == 0)
+    graph_idx, graph_num = tf.function(lambda b, s: nms_ops.nms(b, s, 30, 0.5, 0.1))(boxes, scores)
+    np.testing.assert_array_equal(graph_idx, idx)
+    # Batched input, fewer boxes than max_output_size.
+    small, small_scores = _random_boxes(8, 1)
+    bidx, bnum = nms_ops.nms(np.stack([boxes[:8], small]), np.stack([scores[:8], small_scores]), 20, 0.3)
+    for b, (bx, sc) in enumerate([(boxes[:8], scores[:8]), (small, small_scores)]):
+        ref = greedy_nms(bx, sc, 0.3, 20)
+        assert int(bnum[b]) == len(ref)
+        np.testing.assert_array_equal(bidx.numpy()[b, : len(ref)], ref)
+
+
+def test_batched_nms_is_per_class():
+    boxes, scores = _random_boxes(120, 2)
+    classes = np.random.default_rng(3).integers(1, 4, 120)
+    idx, num = nms_ops.batched_nms(boxes, scores, classes, 120, 0.5)
+    ref = []
+    for c in (1, 2, 3):
+        sel = np.flatnonzero(classes == c)
+        ref += [sel[i] for i in greedy_nms(boxes[sel], scores[sel], 0.5, 120)]
+    ref = sorted(ref, key=lambda i: -scores[i])
+    np.testing.assert_array_equal(idx.numpy()[: int(num)], ref)
+
+
+def test_multiclass_nms_hand_case():
+    boxes = np.array([[[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]]], np.float32)
+    # class 1 scores: box0 0.9, box1 0.8 (suppressed by box0), box2 0.02 (under the floor)
+    # class 2 scores: box1 0.7 (other class: not suppressed by box0)
+    scores = np.array([[[0.9, 0.0], [0.8, 0.7], [0.02, 0.0]]], np.float32)
+    out = nms_ops.multiclass_nms(boxes, scores, max_detections=5, iou_threshold=0.5, score_threshold=0.05)
+    assert int(out["num_detections"][0]) == 2
+    np.testing.assert_array_equal(out["classes"][0], [1, 2, 0, 0, 0])
+    np.testing.assert_allclose(out["scores"][0], [0.9, 0.7, 0, 0, 0])
+    np.testing.assert_array_equal(out["indices"][0, :2], [0, 1])
+    np.testing.assert_allclose(out["boxes"][0, :2], boxes[0, :2])
+    # Class-specific boxes [B, N, K, 4]: each class uses its own box.
+    specific = np.stack([boxes, boxes + 100], axis=2)
+    out = nms_ops.multiclass_nms(specific, scores, 5, 0.5, 0.05)
+    np.testing.assert_allclose(out["boxes"][0, 1], boxes[0, 1] + 100)
+
+
+def test_ssd_postprocess_floor_and_top_k():
+    default = anchor_ops.ssd_default_boxes([4, 2], 64, [(2,), (2,)], scales=[0.2, 0.5, 0.8])
+    a = len(default)
+    logits = np.full((1, a, 3), -5.0, np.float32)
+    logits[0, :, 0] = 5.0  # background everywhere
+    logits[0, 3] = [0.0, 6.0, 0.0]  # one confident class-1 detection
+    out = nms_ops.ssd_postprocess(logits, np.zeros((1, a, 4), np.float32), default, (64, 64), max_detections=200)
+    assert out["boxes"].shape == (1, 200, 4)
+    n = int(out["num_detections"][0])
+    assert n >= 1 and int(out["classes"][0, 0]) == 1
+    np.testing.assert_allclose(out["boxes"][0, 0], np.clip(default[3], 0, 64), atol=1e-4)
+    assert np.all(out["scores"][0, :n] > 0.01)
+
+
+@pytest.mark.slow
+def test_nms_compiles_with_xla():
+    boxes, scores = _random_boxes(64, 4)
+    fn = tf.function(lambda b, s: nms_ops.multiclass_nms(b, s, 10, 0.5, 0.05), jit_compile=True)
+    out = fn(boxes[None], np.stack([scores, scores[::-1]], -1)[None])
+    eager = nms_ops.multiclass_nms(boxes[None], np.stack([scores, scores[::-1]], -1)[None], 10, 0.5, 0.05)
+    np.testing.assert_array_equal(out["indices"], eager["indices"])
+
+
+@pytest.mark.slow
+def test_nms_survives_saved_model_round_trip(tmp_path):
+    class Detector(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 4], tf.float32),
+                                      tf.TensorSpec([None, None, 2], tf.float32)])
+        def detect(self, boxes, scores):
+            return nms_ops.multiclass_nms(boxes, scores, 15, 0.5, 0.05)
+
+    tf.saved_model.save(Detector(), str(tmp_path / "nms"))
+    loaded = tf.saved_model.load(str(tmp_path / "nms"))
+    boxes, scores = _random_boxes(100, 5)
+    both = np.stack([scores, 1 - scores], -1)[None]
+    out = loaded.detect(tf.constant(boxes[None]), tf.constant(both))
+    ref = nms_ops.multiclass_nms(boxes[None], both, 15, 0.5, 0.05)
+    for key in ("indices", "classes", "num_detections"):
+        np.testing.assert_array_equal(out[key], ref[key])

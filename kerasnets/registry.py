@@ -26,6 +26,7 @@ ENTRY_POINT_GROUP = "kerasnets.recipes"
 # name -> "module:attribute". Keep sorted; one line per paper.
 BUILTIN_RECIPES: dict[str, str] = {
     "began": "kerasnets.recipes.began:BeganRecipe",
+    "improved_gan": "kerasnets.recipes.improved_gan:ImprovedGanRecipe",
     "resnet": "kerasnets.recipes.resnet:ResNetRecipe",
 }
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from kerasnets.data import digits as digits_lib
 
-SOURCES = ("embedded", "mnist", "cifar10")
-_TFDS_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+SOURCES = ("embedded", "mnist", "cifar10", "svhn_cropped")
+_TFDS_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3), "svhn_cropped": (32, 32, 3)}
 
 
 def image_shape(source: str) -> tuple[int, int, int]:
@@ -72,7 +72,7 @@ def load_image_classification(
     """`(x_train, y_train), (x_test, y_test)`: float32 NHWC images in [0, 1], int32 labels.
 
     Args:
-        source: `"embedded"` (digits), `"mnist"` or `"cifar10"`.
+        source: `"embedded"` (digits), `"mnist"`, `"cifar10"` or `"svhn_cropped"`.
         data_dir: tensorflow-datasets data directory (tfds sources only).
         download: let tensorflow-datasets download and prepare missing data.
         seed: fixes the digits split and the subsampling.

@@ -301,8 +301,8 @@ class BeganRecipe(Recipe):
     # ------------------------------------------------------------------ model
     def build_model(self):
         c = self.config
-        generator = build_began_generator(c.image_size, c.n, c.h, c.channels, c.skip)
-        discriminator = build_began_discriminator(c.image_size, c.n, c.h, c.channels, c.skip)
+        generator = build_began_generator(c.image_size, c.n, c.h, c.channels, c.skip, seed=c.seed)
+        discriminator = build_began_discriminator(c.image_size, c.n, c.h, c.channels, c.skip, seed=c.seed)
         return BeganModel(
             generator,
             discriminator,

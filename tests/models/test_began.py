@@ -81,3 +81,15 @@ def test_bad_image_size(size):
 def test_bad_widths():
     with pytest.raises(ValueError, match="n must be"):
         build_began_generator(16, n=0, h=8)
+
+
+def test_seeded_initialisation_is_reproducible_and_distinct_per_network():
+    a = build_began_generator(16, n=4, h=4, channels=1, seed=3).get_weights()
+    b = build_began_generator(16, n=4, h=4, channels=1, seed=3).get_weights()
+    c = build_began_generator(16, n=4, h=4, channels=1, seed=4).get_weights()
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[0], c[0])
+    # The discriminator's decoder has the generator's architecture but not its weights.
+    d = build_began_discriminator(16, n=4, h=4, channels=1, seed=3).get_layer("decoder").get_weights()
+    assert not np.array_equal(a[0], d[0])

@@ -266,12 +266,29 @@ def export_saved_model(recipe, model, export_root=None, version=None, serving_ba
             f"(existing versions: {existing_versions(base)}). Omit version= to export the next one."
         )
 
+    is_layer = isinstance(model, keras.layers.Layer)
+    before = {id(v) for v in model.variables} if is_layer else set()
     tmp = _new_tmp_path(base)
     try:
         archive = keras.export.ExportArchive()
-        archive.track(model)
+        # Variables the endpoints use are tracked automatically; tracking the
+        # model adds its other resources (lookup tables). A subclassed model
+        # whose own call was never run is not "built" though its sub-networks
+        # are: rely on the automatic tracking then, and check below that
+        # tracing did not create (untrained) variables.
+        if not is_layer or model.built:
+            archive.track(model)
         for name, (fn, signature) in endpoints.items():
-            archive.add_endpoint(name, keyword_function(name, fn, signature), input_signature=signature)
+            traced = archive.add_endpoint(name, keyword_function(name, fn, signature), input_signature=signature)
+            traced.get_concrete_function()  # trace now: errors surface here, variables get checked below
+        if is_layer:
+            created = [v.path for v in model.variables if id(v) not in before]
+            if created:
+                raise ExportError(
+                    f"tracing the endpoints created {len(created)} new variable(s) ({', '.join(created[:4])}"
+                    f"{', ...' if len(created) > 4 else ''}): they would be exported untrained. "
+                    f"{type(recipe).__name__}.build_model must build every variable (call the model once)."
+                )
         archive.write_out(tmp, verbose=False)
         _write_hook(tmp)
         try:

@@ -435,3 +435,79 @@ def test_export_run_bad_format_and_inputs_write_nothing(classifier, tmp_path):
     with pytest.raises(export.ExportError, match="has shape"):
         export.export_run(recipe, model, export_root=str(root), sample_inputs={"images": np.zeros((1, 4, 4, 1))})
     assert not root.exists()
+
+
+class _Wrapper:
+    """A subclassed keras.Model around a built network, itself never called (not `built`)."""
+
+    def __new__(cls, net):
+        import keras
+
+        class Wrapper(keras.Model):
+            def __init__(self, net):
+                super().__init__()
+                self.net = net
+
+            def call(self, x):
+                return self.net(x)
+
+        return Wrapper(net)
+
+
+def test_unbuilt_wrapper_of_built_network_exports_its_weights(classifier, tmp_path):
+    recipe, model = classifier
+    wrapper = _Wrapper(model)
+    assert not wrapper.built
+
+    class WrapperRecipe(ToyClassifierRecipe):
+        def export_endpoints(self, m):
+            return {"serving_default": Endpoint(lambda images: {"logits": m.net(images)}, [
+                tf.TensorSpec((None, 8, 8, 1), tf.float32, name="images")])}
+
+    path = export.export_saved_model(WrapperRecipe(), wrapper, export_root=str(tmp_path))
+    images = _images(2, seed=8)
+    loaded = tf.saved_model.load(path)
+    got = loaded.signatures["serving_default"](images=images)["logits"].numpy()
+    np.testing.assert_allclose(got, model(images, training=False).numpy(), atol=1e-6)
+
+
+def test_variables_created_while_tracing_are_an_error(tmp_path):
+    import keras
+
+    lazy = _Wrapper(keras.layers.Dense(2))  # Dense never built: tracing would create fresh weights
+
+    class LazyRecipe(ToyClassifierRecipe):
+        def export_endpoints(self, m):
+            return {"serving_default": Endpoint(lambda x: {"y": m(x)}, [tf.TensorSpec((None, 3), tf.float32, name="x")])}
+
+    with pytest.raises(export.ExportError, match=r"created 2 new variable\(s\).*exported untrained"):
+        export.export_saved_model(LazyRecipe(), lazy, export_root=str(tmp_path))
+    assert export.existing_versions(tmp_path / "toy_classifier") == []
+
+
+def test_export_run_tolerance_overrides(classifier, tmp_path):
+    recipe, model = classifier
+    with pytest.raises(export.ExportArgumentError, match="unknown format 'onnx'"):
+        export.export_run(recipe, model, export_root=str(tmp_path), tolerances={"onnx": 1.0})
+    with pytest.raises(export.ExportArgumentError, match="non-negative number or None"):
+        export.export_run(recipe, model, export_root=str(tmp_path), tolerances={"tflite": -1})
+    assert not os.listdir(tmp_path)
+
+
+def test_report_enforces_tolerance_and_prints_lines(tmp_path):
+    report = export.ExportReport(
+        recipe="m",
+        version=3,
+        saved_model_dir=str(tmp_path / "m" / "3"),
+        models_config=str(tmp_path / "models.config"),
+        signatures={"serving_default": ["z"]},
+        tflite={"tflite": str(tmp_path / "m.tflite")},
+        errors={"savedmodel": {"images": 0.0}, "tflite": {"images": 2e-4}},
+        tolerances={"savedmodel": 1e-5, "tflite": 1e-4},
+    )
+    export._enforce(report, "savedmodel")
+    with pytest.raises(export.VerificationError, match=r"tflite export at .*m.tflite .*atol=0.0001 \(images: 0.0002\)"):
+        export._enforce(report, "tflite")
+    text = "\n".join(report.lines())
+    assert "serving_default(z)" in text and "max |err| 0.0002 vs SavedModel (<= 0.0001)" in text
+    assert f"-v {tmp_path / 'm'}:/models/m -e MODEL_NAME=m tensorflow/serving" in text

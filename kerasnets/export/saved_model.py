@@ -119,23 +119,28 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_tmp_dirs(base_dir) -> list[str]:
-    """Remove `.tmp-<pid>-*` leftovers of killed exports whose process is gone.
+_TMP_RE = re.compile(r"^\.tmp-([0-9]+)-[0-9a-f]{32}$")
 
-    In-progress exports of live processes are left alone, so two exports into
+
+def clean_stale_tmp_dirs(directory) -> list[str]:
+    """Remove `.tmp-<pid>-<hex>` leftovers (dirs or files) of exports whose process is gone.
+
+    Only names of exactly that form are touched. In-progress writes of live
+    processes (this one included) are left alone, so concurrent exports into
     the same model directory don't break each other. Returns the removed paths.
     """
     removed = []
-    if not os.path.isdir(base_dir):
+    if not os.path.isdir(directory):
         return removed
-    for name in os.listdir(base_dir):
-        if not name.startswith(TMP_PREFIX):
+    for name in sorted(os.listdir(directory)):
+        match = _TMP_RE.match(name)
+        if not match or _pid_alive(int(match.group(1))):
             continue
-        pid_part = name[len(TMP_PREFIX) :].split("-", 1)[0]
-        if pid_part.isdigit() and int(pid_part) != os.getpid() and _pid_alive(int(pid_part)):
-            continue
-        path = os.path.join(base_dir, name)
-        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else _unlink(path)
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            _unlink(path)
         removed.append(path)
     return removed
 
@@ -147,14 +152,15 @@ def _unlink(path):
         pass
 
 
-def _new_tmp_path(directory, suffix="") -> str:
-    return os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}{suffix}")
+def _new_tmp_path(directory) -> str:
+    return os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}")
 
 
 def atomic_write_bytes(path, data: bytes) -> str:
     """Write `data` to `path` via a temp file in the same directory and `os.replace`."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
+    clean_stale_tmp_dirs(directory)  # leftovers of killed writes
     tmp = _new_tmp_path(directory)
     try:
         with open(tmp, "wb") as f:
@@ -357,6 +363,5 @@ def write_models_config(export_root=None, serving_base="/models") -> str:
     """(Re)write `<export_root>/models.config` listing every exported model; atomic."""
     root = resolve_export_root(export_root)
     path = os.path.join(root, MODELS_CONFIG)
-    clean_stale_tmp_dirs(root)  # leftovers of killed config writes
     atomic_write_bytes(path, models_config_text(exported_models(root), serving_base).encode("utf-8"))
     return path

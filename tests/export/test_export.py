@@ -332,13 +332,19 @@ def test_sigkilled_export_leaves_no_version_and_next_export_cleans_up(classifier
 def test_stale_tmp_of_live_process_is_kept(tmp_path):
     base = tmp_path / "m"
     base.mkdir()
-    live = base / f".tmp-{os.getppid()}-abc"
-    dead = base / ".tmp-999999999-abc"
-    live.mkdir()
-    dead.mkdir()
+    hex32 = "0123456789abcdef" * 2
+    live = base / f".tmp-{os.getppid()}-{hex32}"
+    own = base / f".tmp-{os.getpid()}-{hex32}"
+    dead = base / f".tmp-999999999-{hex32}"
+    dead_file = base / f".tmp-999999998-{hex32}"
+    not_ours = base / ".tmp-999999999-notours"
+    for d in (live, own, dead, not_ours):
+        d.mkdir()
+    dead_file.write_text("partial models.config")
     removed = saved_model_lib.clean_stale_tmp_dirs(str(base))
-    assert removed == [str(dead)]
-    assert live.exists() and not dead.exists()
+    assert sorted(removed) == sorted([str(dead), str(dead_file)])
+    assert live.exists() and own.exists() and not_ours.exists()
+    assert not dead.exists() and not dead_file.exists()
 
 
 # ------------------------------------------------------------------ models.config
@@ -371,11 +377,20 @@ def test_models_config_several_models_and_serving_base(classifier, tmp_path):
         ("toy_classifier", "/srv/models/toy_classifier"),
     ]
     assert not [n for n in os.listdir(root) if n.startswith(".tmp-")]
+
+
+def test_models_config_parses_as_model_server_config():
+    # Optional: tensorflow-serving-api is not a dependency (its wheel pins the
+    # full `tensorflow`); when it is installed, the text must parse.
     pb2 = pytest.importorskip("tensorflow_serving.config.model_server_config_pb2")
     from google.protobuf import text_format
 
+    text = export.models_config_text(["began", "resnet"])
     parsed = text_format.Parse(text, pb2.ModelServerConfig())
-    assert [c.name for c in parsed.model_config_list.config] == ["other", "toy_classifier"]
+    assert [(c.name, c.base_path, c.model_platform) for c in parsed.model_config_list.config] == [
+        ("began", "/models/began", "tensorflow"),
+        ("resnet", "/models/resnet", "tensorflow"),
+    ]
 
 
 def test_models_config_text_escapes_and_validates():

@@ -266,7 +266,9 @@ class ImprovedGanRecipe(Recipe):
         data = self._arrays()
         errors = {}
         for label, net in (("test_error", model.discriminator), ("baseline_test_error", model.baseline)):
-            logits = net.predict(data["x_test"], batch_size=256, verbose=0)[1]
+            logits = np.concatenate(
+                [np.asarray(net(data["x_test"][i : i + 512], training=False)[1]) for i in range(0, len(data["x_test"]), 512)]
+            )
             errors[label] = float(np.mean(np.argmax(logits, -1) != data["y_test"]))
         return errors
 

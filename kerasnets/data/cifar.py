@@ -27,7 +27,6 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnets.data import digits as digits_lib
-from kerasnets.data import image_classification
 from kerasnets.data import streams
 
 SOURCES = ("embedded", "cifar10")
@@ -100,11 +99,8 @@ def load(
     elif source == "cifar10":
         if image_size not in (None, CIFAR_SIZE):
             raise ValueError(f"cifar10 images are {CIFAR_SIZE}x{CIFAR_SIZE}; got image_size={image_size}")
-        (x, y), (x_test, y_test) = image_classification.load_image_classification(
-            "cifar10", data_dir=data_dir, download=download
-        )
-        # The loader scales uint8 to [0, 1]; back to exact 8-bit values.
-        x, x_test = np.round(x * 255.0).astype("float32"), np.round(x_test * 255.0).astype("float32")
+        x, y = load_tfds_split("cifar10", "train", data_dir, download)
+        x_test, y_test = load_tfds_split("cifar10", "test", data_dir, download)
         pad, flip = 4, True
     else:
         raise ValueError(f"unknown data source '{source}'; expected one of {', '.join(SOURCES)}")
@@ -121,6 +117,32 @@ def load(
         pad=pad,
         flip=flip,
     )
+
+
+def load_tfds_split(name: str, split: str, data_dir: str | None, download: bool):
+    """`(images float32 [N, H, W, C] in [0, 255], labels int32)` of a tensorflow-datasets split.
+
+    Read in chunks rather than with `batch_size=-1` (which aborts the process
+    under `tfds.testing.mock_data` for datasets without stored metadata).
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        ds = tfds.load(name, split=split, data_dir=data_dir, download=download, as_supervised=True)
+    except Exception as exc:  # AssertionError / DatasetNotFoundError when the files are missing
+        if download:
+            raise
+        raise FileNotFoundError(
+            f"tensorflow-datasets '{name}' ({split}) is not prepared in data_dir={data_dir!r}; "
+            "prepare it once with download=True (or `tfds build {name}`), or use data=embedded"
+        ) from exc
+    images, labels = [], []
+    for x, y in tfds.as_numpy(ds.batch(4096)):
+        images.append(x)
+        labels.append(y)
+    if not images:
+        raise ValueError(f"tensorflow-datasets '{name}' split '{split}' is empty")
+    return np.concatenate(images).astype("float32"), np.concatenate(labels).astype("int32")
 
 
 def pad_crop_flip(images, seed, pad: int = 4, flip: bool = True):

@@ -179,3 +179,19 @@ def test_two_replicas_with_sync_bn_match_one_device(tmp_path, two_cpu_strategy):
         moved = max(moved, float(np.abs(v1.numpy() - v0.numpy()).max()))
     assert moved > 1e-3  # the runs did train
     np.testing.assert_allclose(mirrored.final_logs["loss"], single.final_logs["loss"], rtol=1e-4)
+
+
+def test_cifar10_recipe_offline_with_mock_data():
+    import tensorflow_datasets as tfds
+
+    config = tiny_config(data="cifar10", data_dir="/nonexistent-cifar-dir", batch_size=8)
+    recipe = ResNetRecipe(config)
+    with tfds.testing.mock_data(num_examples=20):
+        data = recipe.data()
+    assert recipe.image_shape() == (32, 32, 3) and data.flip
+    images, labels = next(iter(recipe.build_dataset("train")))
+    assert images.shape == (8, 32, 32, 3) and labels.shape == (8,)
+    model = recipe.build_model()
+    logs = model.train_step((images, labels))
+    assert np.isfinite(float(logs["loss"]))
+    assert 0.0 <= recipe.evaluate(model)["test_accuracy"] <= 1.0

@@ -27,10 +27,7 @@ ENTRY_POINT_GROUP = "kerasnets.recipes"
 BUILTIN_RECIPES: dict[str, str] = {
     "batchnorm": "kerasnets.recipes.batchnorm:BatchNormRecipe",
     "began": "kerasnets.recipes.began:BeganRecipe",
-    "bit_flip_attack": "kerasnets.recipes.bit_flip_attack:BitFlipAttackRecipe",
-    "gat": "kerasnets.recipes.gat:GATRecipe",
     "improved_gan": "kerasnets.recipes.improved_gan:ImprovedGanRecipe",
-    "lbfgs_attack": "kerasnets.recipes.lbfgs_attack:LBFGSAttackRecipe",
     "resnet": "kerasnets.recipes.resnet:ResNetRecipe",
 }
 

@@ -45,9 +45,7 @@ def _load_tfds_split(name, split, data_dir, download):
     import tensorflow_datasets as tfds
 
     try:
-        ds = tfds.load(
-            name, split=split, data_dir=data_dir, download=download, as_supervised=True, batch_size=-1
-        )
+        ds = tfds.load(name, split=split, data_dir=data_dir, download=download, as_supervised=True)
     except Exception as exc:  # tfds raises AssertionError / DatasetNotFoundError when files are missing
         if download:
             raise
@@ -55,8 +53,14 @@ def _load_tfds_split(name, split, data_dir, download):
             f"tensorflow-datasets '{name}' ({split}) is not prepared in data_dir={data_dir!r}; "
             "prepare it once with download=True (or `tfds build`), or use data=embedded"
         ) from exc
-    images, labels = tfds.as_numpy(ds)
-    return images, labels
+    # Batches of 4096, concatenated (batch_size=-1 aborts under tfds' mock_data for mnist).
+    images, labels = [], []
+    for x, y in tfds.as_numpy(ds.batch(4096)):
+        images.append(x)
+        labels.append(y)
+    if not images:
+        raise ValueError(f"tensorflow-datasets '{name}' ({split}) is empty")
+    return np.concatenate(images), np.concatenate(labels)
 
 
 def load_image_classification(

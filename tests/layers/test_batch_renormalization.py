@@ -186,3 +186,29 @@ def test_bad_arguments(kwargs):
 def test_bad_axis():
     with pytest.raises(ValueError, match="batch axis"):
         BatchRenormalization(axis=0)(np.zeros((2, 3), "float32"))
+
+
+def test_two_replicas_count_one_step_and_share_moving_statistics(two_cpu_strategy):
+    rng = np.random.default_rng(6)
+    batch = rng.normal(size=(8, 3)).astype("float32")
+    batch[4:] += 4.0
+    with two_cpu_strategy.scope():
+        layer = BatchRenormalization(momentum=0.5)
+        layer.build((None, 3))
+    halves = two_cpu_strategy.experimental_distribute_values_from_function(
+        lambda ctx: batch[4 * ctx.replica_id_in_sync_group : 4 * (ctx.replica_id_in_sync_group + 1)]
+    )
+
+    @tf.function
+    def step(v):
+        two_cpu_strategy.run(lambda t: layer(t, training=True), args=(v,))
+
+    step(halves)
+    step(halves)
+    assert [int(v.numpy()) for v in layer.renorm_step.value.values] == [2, 2]
+    # Replica-mean of the per-replica updates; equal halves -> the global batch mean.
+    mu = np.zeros(3)
+    for _ in range(2):
+        mu = mu + 0.5 * (batch.mean(0) - mu)
+    for copy in layer.moving_mean.value.values:
+        np.testing.assert_allclose(copy.numpy(), mu, rtol=1e-5, atol=1e-5)

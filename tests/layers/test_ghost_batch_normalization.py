@@ -111,3 +111,27 @@ def test_layer_contract():
         expected_num_trainable_weights=2,
         expected_num_non_trainable_weights=2,
     )
+
+
+def test_two_replicas_keep_moving_statistics_in_sync(two_cpu_strategy):
+    """Unlike keras BN's "none" aggregation, each replica's copy holds the replica-mean update."""
+    rng = np.random.default_rng(4)
+    batch = rng.normal(size=(8, 3)).astype("float32")
+    batch[4:] += 4.0
+    with two_cpu_strategy.scope():
+        layer = GhostBatchNormalization(virtual_batch_size=2, momentum=0.0)
+        layer.build((None, 3))
+    halves = two_cpu_strategy.experimental_distribute_values_from_function(
+        lambda ctx: batch[4 * ctx.replica_id_in_sync_group : 4 * (ctx.replica_id_in_sync_group + 1)]
+    )
+
+    @tf.function
+    def step(v):
+        two_cpu_strategy.run(lambda t: layer(t, training=True), args=(v,))
+
+    step(halves)
+    _, ghost_mean, ghost_var = _np_ghost_bn(batch, 2, 1.0, 0.0, 1e-3)
+    for copy in layer.moving_mean.value.values:
+        np.testing.assert_allclose(copy.numpy(), ghost_mean.mean(0), rtol=1e-5, atol=1e-5)
+    for copy in layer.moving_variance.value.values:
+        np.testing.assert_allclose(copy.numpy(), ghost_var.mean(0), rtol=1e-5, atol=1e-5)

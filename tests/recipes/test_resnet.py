@@ -181,10 +181,11 @@ def test_two_replicas_with_sync_bn_match_one_device(tmp_path, two_cpu_strategy):
     np.testing.assert_allclose(mirrored.final_logs["loss"], single.final_logs["loss"], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_cifar10_recipe_offline_with_mock_data():
     import tensorflow_datasets as tfds
 
-    config = tiny_config(data="cifar10", data_dir="/nonexistent-cifar-dir", batch_size=8)
+    config = tiny_config(data="cifar10", image_size=None, data_dir="/nonexistent-cifar-dir", batch_size=8)
     recipe = ResNetRecipe(config)
     with tfds.testing.mock_data(num_examples=20):
         data = recipe.data()

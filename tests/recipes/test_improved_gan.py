@@ -107,3 +107,28 @@ def test_one_sided_smoothing_in_the_k_plus_one_loss_reduces_to_the_paper_term():
     d_real = 1 / (1 + np.exp(-lse_unl))
     expected = np.mean(-(0.9 * np.log(d_real) + 0.1 * np.log(1 - d_real))) + np.mean(np.log1p(np.exp(lse_fake)))
     assert float(unsup_smoothed) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_export_classifier_savedmodel_and_tflite_plus_generator_signature(tmp_path):
+    from kerasnets.export import export_run
+
+    recipe = ImprovedGanRecipe(tiny(steps=3))
+    result = engine.train(recipe, str(tmp_path / "run"))
+    report = export_run(recipe, result.model, formats=["savedmodel", "tflite", "tflite-int8"],
+                        export_root=str(tmp_path / "exported"))
+    assert set(report.signatures) == {"serving_default", "generate"}
+    assert report.signatures["generate"] == ["z"] and report.signatures["serving_default"] == ["images"]
+    assert report.max_error("savedmodel") <= 1e-5 and report.max_error("tflite") <= 1e-4
+    assert "tflite-int8" in report.tflite
+
+
+def test_svhn_loader_reads_tfds_offline():
+    import tensorflow_datasets as tfds
+
+    from kerasnets.data.image_classification import load_image_classification
+
+    with tfds.testing.mock_data(num_examples=12):
+        (x, y), (xt, yt) = load_image_classification("svhn_cropped", download=False)
+    assert x.shape[1:] == (32, 32, 3) and x.dtype == np.float32 and y.dtype == np.int32
+    assert 0.0 <= x.min() and x.max() <= 1.0 and len(xt) == len(yt) > 0

@@ -108,6 +108,13 @@ def test_train_evaluate_export_through_the_cli(capsys, tmp_path):
     code, out, err = run_cli(capsys, "evaluate", TOY, f"run={run_dir}")
     assert code == 0, err
     assert "toy @ step 6" in out and json.loads((run_dir / "eval.json").read_text())["step"] == 6
+    code, out, err = run_cli(capsys, "export", TOY, f"run={run_dir}", "format=tflite")
+    assert code == 0, err
+    assert (tmp_path / "saved_models" / "toy" / "1" / "saved_model.pb").exists()
+    assert 'name: "toy"' in (tmp_path / "saved_models" / "models.config").read_text()
+    assert "reloaded without kerasnets" in out and "TFLite tflite" in out
+    code, out, err = run_cli(capsys, "export", TOY, f"run={run_dir}", "version=1")
+    assert code != 0 and "exists" in err  # versions are never overwritten
     # A killed/failed run cannot be resumed with another config: usage error, nothing changed.
     before = (run_dir / "config.json").read_text()
     code, _, err = run_cli(capsys, "train", TOY, "run=cli", "hidden=8")

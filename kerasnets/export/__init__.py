@@ -64,8 +64,11 @@ __all__ = [
     "export_saved_model",
     "export_tflite",
     "models_config_text",
+    "output_errors",
     "resolve_export_root",
+    "run_saved_model_in_subprocess",
     "run_tflite",
+    "tflite_output_errors",
     "verify_saved_model",
     "verify_tflite",
     "write_models_config",
@@ -127,6 +130,11 @@ class ExportReport:
         out.append(
             f"serve: docker run -p 8501:8501 -v {base}:/models/{self.recipe} "
             f"-e MODEL_NAME={self.recipe} tensorflow/serving"
+        )
+        example = ",".join(f'"{name}":[...]' for name in self.signatures.get("serving_default", []))
+        out.append(
+            f"""predict: curl -d '{{"signature_name":"serving_default","inputs":{{{example}}}}}' """
+            f"localhost:8501/v1/models/{self.recipe}:predict"
         )
         return out
 

@@ -10,3 +10,6 @@ from kerasnets.layers.bn_folding import fold_batch_norm  # noqa: E402
 from kerasnets.layers.ghost_batch_normalization import GhostBatchNormalization  # noqa: E402
 from kerasnets.layers.virtual_batch_normalization import VirtualBatchNormalization  # noqa: E402
 from kerasnets.layers.zero_pad_shortcut import ZeroPadShortcut  # noqa: E402
+from kerasnets.layers.roi_align import RoIAlign  # noqa: E402
+from kerasnets.layers.roi_pool import RoIPool  # noqa: E402
+from kerasnets.layers.multilevel_roi_align import MultiLevelRoIAlign  # noqa: E402

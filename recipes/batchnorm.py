@@ -67,6 +67,9 @@ class BatchNormConfig(RecipeConfig):
     init_stddev: float = param(0.1, help="stddev of the Gaussian weight init ('small random Gaussian values')", min=0.0)
     bn_momentum: float = param(0.99, help="BN moving-average momentum (inference statistics)", min=0.0, max=1.0)
     bn_epsilon: float = param(1e-3, help="BN epsilon", min=0.0)
+    sync_bn: bool = param(
+        True, help="BN statistics over the global batch when it is split over replicas (as on one device)"
+    )
     tracked_unit: int = param(0, help="sigmoid unit of the last hidden layer whose input is tracked", min=0)
     curve_examples: int = param(1000, help="test examples for the accuracy / percentile curves", min=1)
     log_every: int = param(50, help="log (and measure the Figure 1 curves) every N steps", min=1)
@@ -103,7 +106,7 @@ def percentiles(values, qs=PERCENTILES):
 
 
 def build_mlp(input_dim, *, batch_norm, hidden_units=100, hidden_layers=3, init_stddev=0.1,
-              bn_momentum=0.99, bn_epsilon=1e-3, seed=0, name=None):
+              bn_momentum=0.99, bn_epsilon=1e-3, sync_bn=False, seed=0, name=None):
     """The paper's MNIST net: `(logits, sigmoid input of the last hidden layer)` from flat images."""
     inputs = keras.Input((input_dim,), name="pixels")
     h = inputs
@@ -112,7 +115,9 @@ def build_mlp(input_dim, *, batch_norm, hidden_units=100, hidden_layers=3, init_
         init = keras.initializers.RandomNormal(stddev=init_stddev, seed=seed * 100 + i)
         pre = keras.layers.Dense(hidden_units, use_bias=not batch_norm, kernel_initializer=init, name=f"dense_{i + 1}")(h)
         if batch_norm:
-            pre = keras.layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name=f"bn_{i + 1}")(pre)
+            pre = keras.layers.BatchNormalization(
+                momentum=bn_momentum, epsilon=bn_epsilon, synchronized=sync_bn, name=f"bn_{i + 1}"
+            )(pre)
         h = keras.layers.Activation("sigmoid", name=f"sigmoid_{i + 1}")(pre)
     init = keras.initializers.RandomNormal(stddev=init_stddev, seed=seed * 100 + hidden_layers)
     logits = keras.layers.Dense(NUM_CLASSES, kernel_initializer=init, name="logits")(h)
@@ -265,9 +270,10 @@ class BatchNormRecipe(Recipe):
         n = min(c.curve_examples, len(x_te))
         common = dict(hidden_units=c.hidden_units, hidden_layers=c.hidden_layers, init_stddev=c.init_stddev,
                       bn_momentum=c.bn_momentum, bn_epsilon=c.bn_epsilon, seed=c.seed)
+        bn_only = dict(sync_bn=c.sync_bn)
         nets = {
             "no_bn": build_mlp(self.input_dim(), batch_norm=False, name="mlp_no_bn", **common),
-            "bn": build_mlp(self.input_dim(), batch_norm=True, name="mlp_bn", **common),
+            "bn": build_mlp(self.input_dim(), batch_norm=True, name="mlp_bn", **common, **bn_only),
         }
         optimizer = keras.optimizers.SGD(learning_rate=c.learning_rate)
         model = BatchNormComparison(

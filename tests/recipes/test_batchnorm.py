@@ -157,3 +157,18 @@ def test_registered():
     from kerasnets import registry
 
     assert registry.get("batchnorm") is BatchNormRecipe
+
+
+@pytest.mark.slow
+def test_two_replicas_run(tmp_path, two_cpu_strategy):
+    """Same code path under MirroredStrategy: the global batch of 60 is split over 2 replicas."""
+    recipe = BatchNormRecipe(tiny(steps=20, strategy="mirrored"))
+    result = engine.train(recipe, str(tmp_path / "run"), strategy=two_cpu_strategy)
+    last = result.history[-1]
+    assert last["step"] == 20 and np.isfinite(last["loss_bn"])
+    assert 0.0 <= last["test_accuracy_bn"] <= 1.0 and last["sigmoid_input_bn/p15"] < last["sigmoid_input_bn/p85"]
+    # sync_bn (default): BN statistics of the global batch, so the replicas' moving statistics agree.
+    bn = result.model.bn.get_layer("bn_3")
+    copies = [v.numpy() for v in bn.moving_mean.value.values]
+    np.testing.assert_allclose(copies[0], copies[1], rtol=1e-6, atol=1e-6)
+    assert os.path.isfile(result.summary["plot"])

@@ -27,8 +27,10 @@ ENTRY_POINT_GROUP = "kerasnets.recipes"
 BUILTIN_RECIPES: dict[str, str] = {
     "batchnorm": "kerasnets.recipes.batchnorm:BatchNormRecipe",
     "began": "kerasnets.recipes.began:BeganRecipe",
+    "edge_popup": "kerasnets.recipes.edge_popup:EdgePopupRecipe",
     "improved_gan": "kerasnets.recipes.improved_gan:ImprovedGanRecipe",
     "resnet": "kerasnets.recipes.resnet:ResNetRecipe",
+    "supermask": "kerasnets.recipes.supermask:SupermaskRecipe",
 }
 
 

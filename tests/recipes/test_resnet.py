@@ -196,3 +196,18 @@ def test_cifar10_recipe_offline_with_mock_data():
     logs = model.train_step((images, labels))
     assert np.isfinite(float(logs["loss"]))
     assert 0.0 <= recipe.evaluate(model)["test_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_trained_model_exports_to_savedmodel_and_tflite(tmp_path):
+    from kerasnets.export import export_run
+
+    recipe = ResNetRecipe(tiny_config(steps=10))
+    result = engine.train(recipe, str(tmp_path / "run"), progress_stream=open(os.devnull, "w"))
+    report = export_run(
+        recipe, result.model, formats=("savedmodel", "tflite", "tflite-int8"), export_root=str(tmp_path / "export")
+    )
+    assert report.signatures["serving_default"] == ["images"]
+    assert report.max_error("savedmodel") <= 1e-5 and report.max_error("tflite") <= 1e-4
+    assert set(report.errors["tflite-int8"]) == {"probabilities", "classes"}
+    assert report.errors["tflite-int8"]["probabilities"] < 0.5  # int8 error is reported, loosely bounded

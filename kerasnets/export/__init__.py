@@ -180,7 +180,14 @@ def _call_endpoint(fn, inputs: dict, specs: dict) -> dict:
 
 
 def export_run(
-    recipe, model, formats=("savedmodel",), export_root=None, version=None, sample_inputs=None, tolerances=None
+    recipe,
+    model,
+    formats=("savedmodel",),
+    export_root=None,
+    version=None,
+    sample_inputs=None,
+    tolerances=None,
+    serving_base="/models",
 ):
     """Export `model` for TF Serving (and LiteRT) and verify every artefact.
 
@@ -200,6 +207,8 @@ def export_run(
             e.g. `{"tflite": 1e-3}` for a model whose activations are so large
             that float32 rounding alone exceeds 1e-4 (untrained BatchNorm
             statistics on raw pixels do this).
+        serving_base: where `export_root` is mounted in the serving container
+            (the `base_path` prefix written to `models.config`).
 
     Returns:
         An `ExportReport`. Raises `VerificationError` if the SavedModel or the
@@ -234,7 +243,9 @@ def export_run(
         calls[tflite_name] = _sample_inputs(recipe, _specs(endpoints[tflite_name][1]), tflite_name)
     expected = _call_endpoint(serving_fn, serving_inputs, serving_specs)
 
-    saved_model_dir = export_saved_model(recipe, model, export_root=export_root, version=version)
+    saved_model_dir = export_saved_model(
+        recipe, model, export_root=export_root, version=version, serving_base=serving_base
+    )
     root = resolve_export_root(export_root)
     report = ExportReport(
         recipe=recipe.name,

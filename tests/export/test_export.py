@@ -358,7 +358,8 @@ def test_stale_tmp_of_live_process_is_kept(tmp_path):
 def test_models_config_lists_models_with_base_path(classifier_export, generator_export):
     root, _ = classifier_export
     text = open(os.path.join(root, "models.config")).read()
-    configs = re.findall(r'config \{\s*name: "([^"]+)"\s*base_path: "([^"]+)"\s*model_platform: "tensorflow"\s*\}', text)
+    pattern = r'config \{\s*name: "([^"]+)"\s*base_path: "([^"]+)"\s*model_platform: "tensorflow"\s*\}'
+    configs = re.findall(pattern, text)
     assert configs == [("toy_classifier", "/models/toy_classifier")]
     assert text.startswith("model_config_list {") and text.rstrip().endswith("}")
     gen_root = generator_export[0]
@@ -432,7 +433,10 @@ class _Recipe(ToyClassifierRecipe):
             },
             "duplicate input name 'x'",
         ),
-        ({"serving_default": Endpoint(lambda x: x, [tf.TensorSpec((None, 2), name="x")])}, "must return a non-empty dict"),
+        (
+            {"serving_default": Endpoint(lambda x: x, [tf.TensorSpec((None, 2), name="x")])},
+            "must return a non-empty dict",
+        ),
     ],
 )
 def test_bad_endpoints_are_clear_errors_and_write_nothing(classifier, tmp_path, endpoints, message):
@@ -498,7 +502,8 @@ def test_variables_created_while_tracing_are_an_error(tmp_path):
 
     class LazyRecipe(ToyClassifierRecipe):
         def export_endpoints(self, m):
-            return {"serving_default": Endpoint(lambda x: {"y": m(x)}, [tf.TensorSpec((None, 3), tf.float32, name="x")])}
+            spec = tf.TensorSpec((None, 3), tf.float32, name="x")
+            return {"serving_default": Endpoint(lambda x: {"y": m(x)}, [spec])}
 
     with pytest.raises(export.ExportError, match=r"created 2 new variable\(s\).*exported untrained"):
         export.export_saved_model(LazyRecipe(), lazy, export_root=str(tmp_path))
@@ -531,4 +536,10 @@ def test_report_enforces_tolerance_and_prints_lines(tmp_path):
     text = "\n".join(report.lines())
     assert "serving_default(z)" in text and "max |err| 0.0002 vs SavedModel (<= 0.0001)" in text
     assert f"-v {tmp_path / 'm'}:/models/m -e MODEL_NAME=m tensorflow/serving" in text
-    assert """curl -d '{"signature_name":"serving_default","inputs":{"z":[...]}}' localhost:8501/v1/models/m:predict""" in text
+    body = """'{"signature_name":"serving_default","inputs":{"z":[...]}}'"""
+    assert f"curl -d {body} localhost:8501/v1/models/m:predict" in text
+
+
+def test_importing_export_package_does_not_import_tensorflow():
+    code = "import sys, kerasnets.export; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=REPO)

@@ -27,8 +27,11 @@ ENTRY_POINT_GROUP = "kerasnets.recipes"
 BUILTIN_RECIPES: dict[str, str] = {
     "batchnorm": "kerasnets.recipes.batchnorm:BatchNormRecipe",
     "began": "kerasnets.recipes.began:BeganRecipe",
+    "bit_flip_attack": "kerasnets.recipes.bit_flip_attack:BitFlipAttackRecipe",
     "edge_popup": "kerasnets.recipes.edge_popup:EdgePopupRecipe",
+    "gat": "kerasnets.recipes.gat:GATRecipe",
     "improved_gan": "kerasnets.recipes.improved_gan:ImprovedGanRecipe",
+    "lbfgs_attack": "kerasnets.recipes.lbfgs_attack:LBFGSAttackRecipe",
     "resnet": "kerasnets.recipes.resnet:ResNetRecipe",
     "supermask": "kerasnets.recipes.supermask:SupermaskRecipe",
 }

@@ -66,17 +66,17 @@ def _eval_fns(qmodel: QuantizedModel):
     model = qmodel.model
     kernels = [qmodel.kernel_variable(n) for n in qmodel.layer_names]
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def loss_and_grads(x, y):
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(_ce(y, model(x, training=False)))
         return loss, tape.gradient(loss, kernels)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def loss_fn(x, y):
         return tf.reduce_mean(_ce(y, model(x, training=False)))
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def correct_fn(x, y):
         pred = tf.argmax(model(x, training=False), -1, output_type=tf.int32)
         return tf.reduce_sum(tf.cast(tf.equal(pred, tf.cast(y, tf.int32)), tf.int32))

@@ -94,7 +94,7 @@ def choose_targets(model, images, labels, mode: str = "random", seed: int = 0, n
 def _make_objective(model, norm: str):
     """tf.function: (x_adv, x, c, labels, targeted) -> (sum objective, grad wrt x_adv, per-example pred)."""
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def objective(x_adv, x, c, labels, targeted):
         with tf.GradientTape() as tape:
             tape.watch(x_adv)

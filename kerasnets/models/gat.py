@@ -106,6 +106,8 @@ class GATTrainer(keras.Model):
     def _adv(self, images, pert):
         return tf.clip_by_value(images + pert, self.clip[0], self.clip[1])
 
+    # No tensor-dependent Python control flow inside: skip AutoGraph's (slow) source conversion.
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, batch):
         images, labels = batch
         images = tf.convert_to_tensor(images, tf.float32)

@@ -112,6 +112,8 @@ class JointClassifierTrainer(keras.Model):
     def call(self, inputs, training=False):
         return {k: self.classifiers[k](inputs, training=training) for k in self.classifier_names}
 
+    # No tensor-dependent Python control flow inside: skip AutoGraph's (slow) source conversion.
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, batch):
         images, labels = batch
         logs = {}

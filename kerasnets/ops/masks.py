@@ -8,11 +8,11 @@ mask of each RoI's matched instance is RoIAligned with the RoI box to
 treats pixel `j` as the interval `[j, j + 1)` with its value at `j + 0.5`, so
 a box that exactly covers a mask's pixels crops to all ones.
 
-The RoIAlign here is TF's `crop_and_resize` on a 1-px edge-padded mask with a
-fixed `sampling_ratio` (2 x 2 samples per bin, averaged), which reproduces
-torchvision's `roi_align` for a fixed sampling ratio (boundary rule included;
-see the research notes, section 1.6). `crop_and_resize` does not compile
-under XLA; mask targets are computed in the training step only.
+The crop is `kerasnets.ops.roi.roi_align` (torchvision semantics) on the
+masks as one-channel feature maps, one "image" per instance. The default
+`sampling_ratio=2` runs on the fast `crop_and_resize` path, which does not
+compile under XLA; `sampling_ratio=0` (detectron2's adaptive sampling) uses
+the XLA-compatible einsum path.
 
 **Pasting** (inference / visualisation): a `M x M` mask predicted for a box
 is bilinearly resampled onto the image pixels whose centres fall in the box
@@ -25,44 +25,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from kerasnets.ops.roi import roi_align
+
 MASK_SIZE = 28
-
-
-def roi_align_single_channel(images, boxes, box_indices, output_size, sampling_ratio: int = 2,
-                             aligned: bool = True):
-    """RoIAlign of `[N, H, W]` single-channel images at xyxy pixel `boxes [R, 4]` -> `[R, S, S]`.
-
-    torchvision semantics with `spatial_scale=1` and a fixed `sampling_ratio`:
-    bin `(i, j)` averages `sampling_ratio**2` bilinear samples at the bin's
-    sub-cell centres; samples within 1 px outside the image take the edge
-    value, farther ones count as 0; with `aligned=False` boxes are at least
-    1 px and not shifted by half a pixel.
-    """
-    if sampling_ratio < 1:
-        raise ValueError(f"sampling_ratio must be >= 1 (adaptive sampling is not supported), got {sampling_ratio}")
-    ph = pw = int(output_size)
-    s = int(sampling_ratio)
-    images = tf.cast(tf.convert_to_tensor(images), tf.float32)
-    boxes = tf.cast(tf.convert_to_tensor(boxes), tf.float32)
-    height = tf.cast(tf.shape(images)[1], tf.float32)
-    width = tf.cast(tf.shape(images)[2], tf.float32)
-    offset = 0.5 if aligned else 0.0
-    x1, y1, x2, y2 = tf.unstack(boxes - offset, axis=-1)
-    roi_w, roi_h = x2 - x1, y2 - y1
-    if not aligned:
-        roi_w, roi_h = tf.maximum(roi_w, 1.0), tf.maximum(roi_h, 1.0)
-    bin_h, bin_w = roi_h / ph, roi_w / pw
-    # First/last sample positions, +1 for the border pad below.
-    fy, ly = y1 + 0.5 * bin_h / s + 1.0, y1 + (ph * s - 0.5) * bin_h / s + 1.0
-    fx, lx = x1 + 0.5 * bin_w / s + 1.0, x1 + (pw * s - 0.5) * bin_w / s + 1.0
-    padded = tf.pad(images[..., None], [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
-    hp, wp = height + 1.0, width + 1.0  # (padded size - 1)
-    normalized = tf.stack([fy / hp, fx / wp, ly / hp, lx / wp], axis=-1)
-    crops = tf.image.crop_and_resize(
-        padded, tf.stop_gradient(normalized), tf.cast(box_indices, tf.int32), [ph * s, pw * s],
-        extrapolation_value=0.0,
-    )
-    return tf.nn.avg_pool2d(crops, s, s, "VALID")[..., 0]
 
 
 def mask_targets(gt_masks, rois, matched_gt, mask_size: int = MASK_SIZE, binarize: bool = True,
@@ -76,6 +41,8 @@ def mask_targets(gt_masks, rois, matched_gt, mask_size: int = MASK_SIZE, binariz
             negative values (unmatched RoIs) give all-zero targets.
         mask_size: output side (28 in Mask R-CNN).
         binarize: threshold at 0.5 (`>= 0.5`) to 0/1 float targets.
+        sampling_ratio: RoIAlign samples per bin and axis (`<= 0`: adaptive).
+        aligned: half-pixel-corrected RoIAlign (detectron2's `ROIAlignV2`).
 
     Returns `[R, mask_size, mask_size]` (or batched) float32.
     """
@@ -94,8 +61,8 @@ def mask_targets(gt_masks, rois, matched_gt, mask_size: int = MASK_SIZE, binariz
     b, g = shape[0], shape[1]
     images = tf.reshape(gt_masks, tf.concat([[b * g], shape[2:]], 0))
     flat_index = tf.range(b)[:, None] * g + tf.maximum(matched_gt, 0)
-    crops = roi_align_single_channel(images, tf.reshape(rois, [-1, 4]), tf.reshape(flat_index, [-1]), mask_size,
-                                     sampling_ratio, aligned)
+    crops = roi_align(tf.cast(images, tf.float32)[..., None], tf.reshape(rois, [-1, 4]), tf.reshape(flat_index, [-1]),
+                      mask_size, 1.0, sampling_ratio, aligned)[..., 0]
     if binarize:
         crops = tf.cast(crops >= 0.5, tf.float32)
     crops = tf.reshape(crops, [b, -1, mask_size, mask_size])

@@ -88,3 +88,28 @@ def run_layer_test(
         history = model.fit(feed, target, batch_size=len(inputs[0]), epochs=1, verbose=0, shuffle=False)
         assert np.isfinite(history.history["loss"][0]), "training step gave a non-finite loss"
     return before
+
+
+_collective_key_bases = iter(range(10_000, 10**9, 1_000))
+
+
+def fresh_mirrored_strategy(devices=("/cpu:0", "/cpu:1")):
+    """A `MirroredStrategy` whose collective keys cannot clash with other strategies in this process.
+
+    Every `MirroredStrategy` numbers its collective ops from the same group and
+    instance keys, and TF caches a collective's shape process-wide by those
+    keys. A second strategy in the same process (the next test) whose first
+    `all_reduce` has another shape then aborts with "Shape mismatch in the
+    collective instance 100" (tensorflow/tensorflow#62790). TF's test-only
+    class attribute `_collective_key_base` moves each new strategy to unused
+    group keys.
+    """
+    import tensorflow as tf
+
+    cls = tf.distribute.MirroredStrategy
+    previous = cls._collective_key_base
+    cls._collective_key_base = next(_collective_key_bases)
+    try:
+        return cls(list(devices))
+    finally:
+        cls._collective_key_base = previous

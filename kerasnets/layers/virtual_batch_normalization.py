@@ -43,7 +43,10 @@ class VirtualBatchNormalization(keras.layers.Layer):
       stores the reference statistics in the non-trainable weights; in
       inference (`training=False`) the batch holds no reference rows and every
       example is normalized with the stored statistics (those of the last
-      training step), so a served generator needs no reference batch.
+      training step), so a served generator needs no reference batch. Under
+      `tf.distribute` every replica's batch starts with the same reference
+      rows (prepend them inside the replica step), so all replicas compute
+      and store the same reference statistics.
     * `reference_size=None` (statistics fixed at the start): the first
       training call whose reference is unset takes its inputs as the reference
       batch (normalizing them with their own statistics) and stores their

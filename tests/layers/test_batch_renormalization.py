@@ -7,7 +7,13 @@ import tensorflow as tf
 
 from kerasnets.layers import BatchRenormalization
 from kerasnets.layers.batch_renormalization import renorm_clip_schedule
-from kerasnets.testing import run_layer_test
+from kerasnets.testing import fresh_mirrored_strategy, run_layer_test
+
+
+@pytest.fixture
+def two_replicas():
+    """MirroredStrategy over the two logical CPUs, with collective keys of its own (see fresh_mirrored_strategy)."""
+    return fresh_mirrored_strategy()
 
 
 def _np_renorm_step(x, mu, sigma, gamma, beta, r_max, d_max, momentum, eps):
@@ -188,20 +194,20 @@ def test_bad_axis():
         BatchRenormalization(axis=0)(np.zeros((2, 3), "float32"))
 
 
-def test_two_replicas_count_one_step_and_share_moving_statistics(two_cpu_strategy):
+def test_two_replicas_count_one_step_and_share_moving_statistics(two_replicas):
     rng = np.random.default_rng(6)
     batch = rng.normal(size=(8, 3)).astype("float32")
     batch[4:] += 4.0
-    with two_cpu_strategy.scope():
+    with two_replicas.scope():
         layer = BatchRenormalization(momentum=0.5)
         layer.build((None, 3))
-    halves = two_cpu_strategy.experimental_distribute_values_from_function(
+    halves = two_replicas.experimental_distribute_values_from_function(
         lambda ctx: batch[4 * ctx.replica_id_in_sync_group : 4 * (ctx.replica_id_in_sync_group + 1)]
     )
 
     @tf.function
     def step(v):
-        two_cpu_strategy.run(lambda t: layer(t, training=True), args=(v,))
+        two_replicas.run(lambda t: layer(t, training=True), args=(v,))
 
     step(halves)
     step(halves)

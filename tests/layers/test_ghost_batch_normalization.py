@@ -6,7 +6,13 @@ import pytest
 import tensorflow as tf
 
 from kerasnets.layers import GhostBatchNormalization
-from kerasnets.testing import run_layer_test
+from kerasnets.testing import fresh_mirrored_strategy, run_layer_test
+
+
+@pytest.fixture
+def two_replicas():
+    """MirroredStrategy over the two logical CPUs, with collective keys of its own (see fresh_mirrored_strategy)."""
+    return fresh_mirrored_strategy()
 
 
 def _np_ghost_bn(x, g, gamma, beta, eps):
@@ -113,21 +119,21 @@ def test_layer_contract():
     )
 
 
-def test_two_replicas_keep_moving_statistics_in_sync(two_cpu_strategy):
+def test_two_replicas_keep_moving_statistics_in_sync(two_replicas):
     """Unlike keras BN's "none" aggregation, each replica's copy holds the replica-mean update."""
     rng = np.random.default_rng(4)
     batch = rng.normal(size=(8, 3)).astype("float32")
     batch[4:] += 4.0
-    with two_cpu_strategy.scope():
+    with two_replicas.scope():
         layer = GhostBatchNormalization(virtual_batch_size=2, momentum=0.0)
         layer.build((None, 3))
-    halves = two_cpu_strategy.experimental_distribute_values_from_function(
+    halves = two_replicas.experimental_distribute_values_from_function(
         lambda ctx: batch[4 * ctx.replica_id_in_sync_group : 4 * (ctx.replica_id_in_sync_group + 1)]
     )
 
     @tf.function
     def step(v):
-        two_cpu_strategy.run(lambda t: layer(t, training=True), args=(v,))
+        two_replicas.run(lambda t: layer(t, training=True), args=(v,))
 
     step(halves)
     _, ghost_mean, ghost_var = _np_ghost_bn(batch, 2, 1.0, 0.0, 1e-3)

@@ -10,6 +10,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kerasnets.testing import fresh_mirrored_strategy
+
+
+@pytest.fixture
+def two_replicas():
+    """MirroredStrategy over the two logical CPUs, with collective keys of its own (see fresh_mirrored_strategy)."""
+    return fresh_mirrored_strategy()
+
+
 EPS = 1e-3
 
 
@@ -39,11 +48,11 @@ def _build(strategy, synchronized):
     return layer
 
 
-def test_synchronized_uses_global_batch_statistics(two_cpu_strategy):
-    assert two_cpu_strategy.num_replicas_in_sync == 2
+def test_synchronized_uses_global_batch_statistics(two_replicas):
+    assert two_replicas.num_replicas_in_sync == 2
     batch = _global_batch(np.random.default_rng(0))
-    layer = _build(two_cpu_strategy, synchronized=True)
-    out = _run_two_replicas(two_cpu_strategy, layer, batch)
+    layer = _build(two_replicas, synchronized=True)
+    out = _run_two_replicas(two_replicas, layer, batch)
     mean, var = batch.mean(axis=(0, 1, 2)), batch.var(axis=(0, 1, 2))
     np.testing.assert_allclose(out, (batch - mean) / np.sqrt(var + EPS), rtol=1e-4, atol=1e-4)
     # momentum 0: the moving statistics are the global batch's, on every replica.
@@ -52,10 +61,10 @@ def test_synchronized_uses_global_batch_statistics(two_cpu_strategy):
         np.testing.assert_allclose(replica_var.numpy(), var, rtol=1e-4, atol=1e-4)
 
 
-def test_unsynchronized_uses_per_replica_statistics(two_cpu_strategy):
+def test_unsynchronized_uses_per_replica_statistics(two_replicas):
     batch = _global_batch(np.random.default_rng(0))
-    layer = _build(two_cpu_strategy, synchronized=False)
-    out = _run_two_replicas(two_cpu_strategy, layer, batch)
+    layer = _build(two_replicas, synchronized=False)
+    out = _run_two_replicas(two_replicas, layer, batch)
     halves = [batch[:4], batch[4:]]
     want = np.concatenate([(h - h.mean(axis=(0, 1, 2))) / np.sqrt(h.var(axis=(0, 1, 2)) + EPS) for h in halves])
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
@@ -69,7 +78,7 @@ def test_unsynchronized_uses_per_replica_statistics(two_cpu_strategy):
 
 
 @pytest.mark.slow
-def test_synchronized_gradients_match_single_device(two_cpu_strategy):
+def test_synchronized_gradients_match_single_device(two_replicas):
     """One SGD step of Dense+sync-BN on 2 replicas == the same step on the whole batch on 1 device."""
     rng = np.random.default_rng(1)
     x = rng.normal(size=(8, 4)).astype("float32")
@@ -88,9 +97,9 @@ def test_synchronized_gradients_match_single_device(two_cpu_strategy):
         loss = tf.reduce_mean(tf.square(single(x, training=True) - y))
     want = [g.numpy() for g in tape.gradient(loss, single.trainable_variables)]
 
-    with two_cpu_strategy.scope():
+    with two_replicas.scope():
         model = make(True)
-    data = two_cpu_strategy.experimental_distribute_values_from_function(
+    data = two_replicas.experimental_distribute_values_from_function(
         lambda ctx: (x[4 * ctx.replica_id_in_sync_group : 4 * (ctx.replica_id_in_sync_group + 1)],
                      y[4 * ctx.replica_id_in_sync_group : 4 * (ctx.replica_id_in_sync_group + 1)])
     )
@@ -104,8 +113,8 @@ def test_synchronized_gradients_match_single_device(two_cpu_strategy):
             g = tape.gradient(loss, model.trainable_variables)
             return [tf.distribute.get_replica_context().all_reduce("sum", t) for t in g]
 
-        return two_cpu_strategy.run(replica, args=batch)
+        return two_replicas.run(replica, args=batch)
 
-    got = [two_cpu_strategy.experimental_local_results(g)[0].numpy() for g in grads(data)]
+    got = [two_replicas.experimental_local_results(g)[0].numpy() for g in grads(data)]
     for g_got, g_want in zip(got, want):
         np.testing.assert_allclose(g_got, g_want, rtol=1e-4, atol=1e-5)

@@ -6,7 +6,14 @@ import pytest
 import tensorflow as tf
 
 from kerasnets.layers import VirtualBatchNormalization
-from kerasnets.testing import run_layer_test
+from kerasnets.testing import fresh_mirrored_strategy, run_layer_test
+
+
+@pytest.fixture
+def two_replicas():
+    """MirroredStrategy over the two logical CPUs, with collective keys of its own (see fresh_mirrored_strategy)."""
+    return fresh_mirrored_strategy()
+
 
 EPS = 1e-5
 
@@ -148,20 +155,20 @@ def test_generator_trains_with_vbn():
     assert np.isfinite(keras.ops.convert_to_numpy(served)).all()
 
 
-def test_capture_under_two_replicas_uses_global_batch(two_cpu_strategy):
+def test_capture_under_two_replicas_uses_global_batch(two_replicas):
     rng = np.random.default_rng(5)
     batch = (rng.normal(size=(8, 3)) * [1.0, 2.0, 3.0] + [0.0, 5.0, -5.0]).astype("float32")
     batch[4:] += 2.0  # the replicas' halves differ
-    with two_cpu_strategy.scope():
+    with two_replicas.scope():
         layer = VirtualBatchNormalization(center=False, scale=False)
         layer.build((None, 3))
-    values = two_cpu_strategy.experimental_distribute_values_from_function(
+    values = two_replicas.experimental_distribute_values_from_function(
         lambda ctx: batch[4 * ctx.replica_id_in_sync_group : 4 * (ctx.replica_id_in_sync_group + 1)]
     )
 
     @tf.function
     def run(v):
-        return two_cpu_strategy.run(lambda t: layer(t, training=True), args=(v,))
+        return two_replicas.run(lambda t: layer(t, training=True), args=(v,))
 
     run(values)
     ref_mean, ref_mean_sq, n = _np_reference(batch.astype("float64"))

@@ -15,7 +15,14 @@ from kerasnets.recipes.batchnorm import (
     percentiles,
     sigmoid_input_batch_stats,
 )
+from kerasnets.testing import fresh_mirrored_strategy
 from kerasnets.training import engine
+
+
+@pytest.fixture
+def two_replicas():
+    """MirroredStrategy over the two logical CPUs, with collective keys of its own (see fresh_mirrored_strategy)."""
+    return fresh_mirrored_strategy()
 
 
 def tiny(**overrides):
@@ -160,10 +167,10 @@ def test_registered():
 
 
 @pytest.mark.slow
-def test_two_replicas_run(tmp_path, two_cpu_strategy):
+def test_two_replicas_run(tmp_path, two_replicas):
     """Same code path under MirroredStrategy: the global batch of 60 is split over 2 replicas."""
     recipe = BatchNormRecipe(tiny(steps=20, strategy="mirrored"))
-    result = engine.train(recipe, str(tmp_path / "run"), strategy=two_cpu_strategy)
+    result = engine.train(recipe, str(tmp_path / "run"), strategy=two_replicas)
     last = result.history[-1]
     assert last["step"] == 20 and np.isfinite(last["loss_bn"])
     assert 0.0 <= last["test_accuracy_bn"] <= 1.0 and last["sigmoid_input_bn/p15"] < last["sigmoid_input_bn/p85"]

@@ -214,3 +214,23 @@ class SmoothL1Loss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "beta": self.beta}
+
+
+def keypoint_rcnn_loss(keypoint_logits, target_index, valid):
+    """Mask R-CNN keypoint loss: softmax CE over the `m x m` positions of each visible keypoint's heatmap.
+
+    Args:
+        keypoint_logits: `[..., R, m, m, K]` (channels last, one heatmap per keypoint).
+        target_index: `[..., R, K]` flat target cell `y * m + x`
+            (`kerasnets.ops.keypoints.keypoint_targets`).
+        valid: `[..., R, K]` which keypoints count (visible, inside a positive RoI).
+
+    Returns the mean over valid keypoints (0 if none).
+    """
+    logits = tf.cast(keypoint_logits, tf.float32)
+    m = logits.shape[-2]
+    moved = tf.experimental.numpy.moveaxis(logits, -1, -3)  # [..., R, K, m, m]
+    flat = tf.reshape(moved, tf.concat([tf.shape(moved)[:-2], [m * m]], 0))
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(target_index, tf.int32), logits=flat)
+    valid = tf.cast(valid, tf.bool)
+    return tf.reduce_sum(tf.where(valid, ce, 0.0)) / _count(valid)

@@ -113,7 +113,10 @@ def build_mlp(input_dim, *, batch_norm, hidden_units=100, hidden_layers=3, init_
     pre = None
     for i in range(hidden_layers):
         init = keras.initializers.RandomNormal(stddev=init_stddev, seed=seed * 100 + i)
-        pre = keras.layers.Dense(hidden_units, use_bias=not batch_norm, kernel_initializer=init, name=f"dense_{i + 1}")(h)
+        dense = keras.layers.Dense(
+            hidden_units, use_bias=not batch_norm, kernel_initializer=init, name=f"dense_{i + 1}"
+        )
+        pre = dense(h)
         if batch_norm:
             pre = keras.layers.BatchNormalization(
                 momentum=bn_momentum, epsilon=bn_epsilon, synchronized=sync_bn, name=f"bn_{i + 1}"
@@ -288,7 +291,9 @@ class BatchNormRecipe(Recipe):
     def evaluate(self, model) -> dict[str, float]:
         """Test accuracy of both nets on the whole test split."""
         predict = tf.function(
-            lambda x: [tf.argmax(net(x, training=False)[0], -1, output_type=tf.int32) for net in (model.no_bn, model.bn)]
+            lambda x: [
+                tf.argmax(net(x, training=False)[0], -1, output_type=tf.int32) for net in (model.no_bn, model.bn)
+            ]
         )
         correct, total = np.zeros(2), 0
         for pixels, labels in self.build_dataset("test"):

@@ -149,7 +149,9 @@ def test_equals_keras_fixed_clip_renorm_at_final_schedule():
 def test_r_and_d_get_no_gradient():
     """With r, d stop-gradient, d(y)/d(x) is r times the batch-norm gradient."""
     rng = np.random.default_rng(4)
-    layer = BatchRenormalization(warmup_steps=0, rmax_end_step=0, dmax_end_step=0, rmax=10.0, dmax=10.0, center=False, scale=False)
+    layer = BatchRenormalization(
+        warmup_steps=0, rmax_end_step=0, dmax_end_step=0, rmax=10.0, dmax=10.0, center=False, scale=False
+    )
     layer.build((10, 2))
     layer.moving_stddev.assign(np.array([2.0, 0.5], "float32"))
     x = tf.constant((rng.normal(size=(10, 2)) * 1.5).astype("float32"))

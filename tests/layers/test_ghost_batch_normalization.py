@@ -101,7 +101,9 @@ def test_batch_not_divisible_dynamic():
         step(tf.ones((6, 3)))
 
 
-@pytest.mark.parametrize("kwargs", [{"virtual_batch_size": 0}, {"virtual_batch_size": 2.5}, {"renorm": True}, {"synchronized": True}])
+@pytest.mark.parametrize(
+    "kwargs", [{"virtual_batch_size": 0}, {"virtual_batch_size": 2.5}, {"renorm": True}, {"synchronized": True}]
+)
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         GhostBatchNormalization(**kwargs)

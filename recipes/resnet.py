@@ -197,6 +197,7 @@ class ResNetRecipe(Recipe):
         super().__init__(config)
         self.config.validate()
         self._data = None
+        self._predict_classes = (None, None)
 
     # ------------------------------------------------------------------ data
     def data(self) -> cifar_data.ClassificationData:
@@ -254,7 +255,13 @@ class ResNetRecipe(Recipe):
     # ------------------------------------------------------------ evaluation
     def accuracy(self, model, split: str = "test") -> float:
         """Top-1 accuracy of `model` on `split` (no augmentation)."""
-        predict = tf.function(lambda x: tf.argmax(model(x, training=False), -1, output_type=tf.int32))
+        cached_model, predict = self._predict_classes
+        if cached_model is not model:  # one trace per model for every split and batch size
+            spec = tf.TensorSpec([None, *self.image_shape()], tf.float32)
+            predict = tf.function(
+                lambda x: tf.argmax(model(x, training=False), -1, output_type=tf.int32), input_signature=[spec]
+            )
+            self._predict_classes = (model, predict)
         correct = total = 0
         for images, labels in self.build_dataset(split):
             correct += int(tf.reduce_sum(tf.cast(predict(images) == tf.cast(labels, tf.int32), tf.int32)))

@@ -140,7 +140,7 @@ def test_serving_endpoint_takes_raw_pixels():
 
 
 @pytest.mark.slow
-def test_tiny_run_through_the_engine_learns(tmp_path):
+def test_tiny_run_through_the_engine_learns_and_exports(tmp_path):
     config = tiny_config(steps=40, batch_size=32, log_every=5, lr_decay_at=(0.75,))
     result = engine.train(ResNetRecipe(config), str(tmp_path / "run"), progress_stream=open(os.devnull, "w"))
     losses = [row["loss"] for row in result.history]
@@ -152,6 +152,18 @@ def test_tiny_run_through_the_engine_learns(tmp_path):
     assert summary["test_accuracy"] > 0.3  # chance is 0.1
     assert os.path.isfile(tmp_path / "run" / "plots" / "training_curves.png")
     np.testing.assert_allclose(result.final_logs["learning_rate"], 0.01, rtol=1e-6)
+
+    # The trained model exports for TF Serving and LiteRT (raw pixels in, probabilities and classes out).
+    from kerasnets.export import export_run
+
+    report = export_run(
+        result.recipe, result.model, formats=("savedmodel", "tflite", "tflite-int8"),
+        export_root=str(tmp_path / "export"),
+    )
+    assert report.signatures["serving_default"] == ["images"]
+    assert report.max_error("savedmodel") <= 1e-5 and report.max_error("tflite") <= 1e-4
+    assert set(report.errors["tflite-int8"]) == {"probabilities", "classes"}
+    assert report.errors["tflite-int8"]["probabilities"] < 0.5  # int8 error is reported, loosely bounded
 
 
 @pytest.mark.slow
@@ -196,18 +208,3 @@ def test_cifar10_recipe_offline_with_mock_data():
     logs = model.train_step((images, labels))
     assert np.isfinite(float(logs["loss"]))
     assert 0.0 <= recipe.evaluate(model)["test_accuracy"] <= 1.0
-
-
-@pytest.mark.slow
-def test_trained_model_exports_to_savedmodel_and_tflite(tmp_path):
-    from kerasnets.export import export_run
-
-    recipe = ResNetRecipe(tiny_config(steps=10))
-    result = engine.train(recipe, str(tmp_path / "run"), progress_stream=open(os.devnull, "w"))
-    report = export_run(
-        recipe, result.model, formats=("savedmodel", "tflite", "tflite-int8"), export_root=str(tmp_path / "export")
-    )
-    assert report.signatures["serving_default"] == ["images"]
-    assert report.max_error("savedmodel") <= 1e-5 and report.max_error("tflite") <= 1e-4
-    assert set(report.errors["tflite-int8"]) == {"probabilities", "classes"}
-    assert report.errors["tflite-int8"]["probabilities"] < 0.5  # int8 error is reported, loosely bounded

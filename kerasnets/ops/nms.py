@@ -1,11 +1,13 @@
 """Non-maximum suppression with static output shapes (eager, `tf.function`, XLA, SavedModel).
 
 Greedy NMS: take the highest-scoring box, drop every remaining box whose IoU
-with it is > `iou_threshold`, repeat. Everything here is built on
-`tf.image.non_max_suppression_padded(pad_to_max_output_size=True)`, which has
-a fixed output size, handles a batch dimension and compiles under XLA
-(`tf.image.combined_non_max_suppression` does not, and clips boxes to [0, 1]
-by default). Per-class NMS uses the coordinate-offset trick: boxes of class
+with it is > `iou_threshold`, repeat. Everything here has a fixed output size
+and compiles under XLA: by default TF's `NonMaxSuppressionV4` kernel with
+`pad_to_max_output_size=True` per image (what
+`tf.image.non_max_suppression_padded` falls back to for single images), or
+`tf.image.non_max_suppression_padded`'s batched tiled algorithm
+(`implementation="padded"`). `tf.image.combined_non_max_suppression` is not
+used: it does not compile under XLA and clips boxes to [0, 1] by default. Per-class NMS uses the coordinate-offset trick: boxes of class
 `c` are shifted by `c * (span + 1)` so boxes of different classes never
 overlap, and one NMS call handles all classes.
 
@@ -27,26 +29,62 @@ def _check_common(max_output_size, iou_threshold):
         raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
 
 
-def nms(boxes, scores, max_output_size: int, iou_threshold: float = 0.5, score_threshold: float = float("-inf")):
+IMPLEMENTATIONS = ("per_image", "padded")
+
+
+def _nms_per_image(boxes, scores, max_output_size, iou_threshold, score_threshold):
+    def one(args):
+        box, score = args
+        out = tf.raw_ops.NonMaxSuppressionV4(
+            boxes=box, scores=score, max_output_size=max_output_size, iou_threshold=iou_threshold,
+            score_threshold=score_threshold, pad_to_max_output_size=True,
+        )
+        return out.selected_indices, out.valid_outputs
+
+    flat_boxes = tf.reshape(boxes, [-1, tf.shape(boxes)[-2], 4])
+    flat_scores = tf.reshape(scores, [-1, tf.shape(scores)[-1]])
+    indices, num_valid = tf.map_fn(
+        one, (flat_boxes, flat_scores),
+        fn_output_signature=(tf.TensorSpec([max_output_size], tf.int32), tf.TensorSpec([], tf.int32)),
+    )
+    batch_shape = tf.shape(scores)[:-1]
+    return tf.reshape(indices, tf.concat([batch_shape, [max_output_size]], 0)), tf.reshape(num_valid, batch_shape)
+
+
+def nms(boxes, scores, max_output_size: int, iou_threshold: float = 0.5, score_threshold: float = float("-inf"),
+        implementation: str = "per_image"):
     """Greedy NMS on `[..., N, 4]` boxes (any corner order) and `[..., N]` scores.
 
     Boxes with score <= `score_threshold` are dropped first.
+
+    Implementations (same results):
+
+    * `"per_image"` (default): TF's `NonMaxSuppressionV4` kernel with
+      `pad_to_max_output_size=True`, mapped over the batch (`tf.map_fn`).
+      Fast on CPU, fixed-size output, compiles under XLA.
+    * `"padded"`: `tf.image.non_max_suppression_padded`, the tiled batched
+      algorithm (TPU-style); much slower on CPU, and every new input shape
+      costs seconds of tracing when run eagerly.
 
     Returns:
         `(indices [..., max_output_size] int32, num_valid [...] int32)`, the
         kept indices in descending score order, padded with 0.
     """
     _check_common(max_output_size, iou_threshold)
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got '{implementation}'")
     boxes = tf.cast(tf.convert_to_tensor(boxes), tf.float32)
     scores = tf.cast(tf.convert_to_tensor(scores), tf.float32)
-    indices, num_valid = tf.image.non_max_suppression_padded(
-        boxes,
-        scores,
-        max_output_size,
-        iou_threshold=iou_threshold,
-        score_threshold=score_threshold,
-        pad_to_max_output_size=True,
-    )
+    if boxes.shape.rank is not None and boxes.shape.rank < 2:
+        raise ValueError(f"boxes must be [..., N, 4], got shape {boxes.shape}")
+    max_output_size = int(max_output_size)
+    if implementation == "per_image":
+        indices, num_valid = _nms_per_image(boxes, scores, max_output_size, iou_threshold, score_threshold)
+    else:
+        indices, num_valid = tf.image.non_max_suppression_padded(
+            boxes, scores, max_output_size, iou_threshold=iou_threshold, score_threshold=score_threshold,
+            pad_to_max_output_size=True,
+        )
     slots = tf.range(max_output_size)
     valid = slots < tf.cast(num_valid, tf.int32)[..., None]
     return tf.where(valid, tf.cast(indices, tf.int32), 0), tf.cast(num_valid, tf.int32)
@@ -60,7 +98,7 @@ def _class_offsets(boxes, classes):
 
 
 def batched_nms(boxes, scores, classes, max_output_size: int, iou_threshold: float = 0.5,
-                score_threshold: float = float("-inf")):
+                score_threshold: float = float("-inf"), implementation: str = "per_image"):
     """Per-class NMS in one call: boxes only suppress boxes of the same class.
 
     Args:
@@ -70,7 +108,7 @@ def batched_nms(boxes, scores, classes, max_output_size: int, iou_threshold: flo
     """
     boxes = tf.cast(tf.convert_to_tensor(boxes), tf.float32)
     shifted = _class_offsets(boxes, classes)
-    return nms(shifted, scores, max_output_size, iou_threshold, score_threshold)
+    return nms(shifted, scores, max_output_size, iou_threshold, score_threshold, implementation)
 
 
 def multiclass_nms(

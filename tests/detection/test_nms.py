@@ -33,18 +33,20 @@ def _random_boxes(n, seed):
     return boxes, rng.permutation(n).astype(np.float32) / n  # distinct scores
 
 
-def test_nms_equals_greedy_reference_eager_and_in_tf_function():
+@pytest.mark.parametrize("implementation", ["per_image", pytest.param("padded", marks=pytest.mark.slow)])
+def test_nms_equals_greedy_reference_eager_and_in_tf_function(implementation):
     boxes, scores = _random_boxes(200, 0)
     expected = greedy_nms(boxes, scores, 0.5, 30, score_threshold=0.1)
-    idx, num = nms_ops.nms(boxes, scores, 30, 0.5, 0.1)
+    idx, num = nms_ops.nms(boxes, scores, 30, 0.5, 0.1, implementation)
     assert int(num) == len(expected)
     np.testing.assert_array_equal(idx.numpy()[: len(expected)], expected)
     assert np.all(idx.numpy()[len(expected):] == 0)
-    graph_idx, graph_num = tf.function(lambda b, s: nms_ops.nms(b, s, 30, 0.5, 0.1))(boxes, scores)
+    graph_idx, graph_num = tf.function(lambda b, s: nms_ops.nms(b, s, 30, 0.5, 0.1, implementation))(boxes, scores)
     np.testing.assert_array_equal(graph_idx, idx)
     # Batched input, fewer boxes than max_output_size.
     small, small_scores = _random_boxes(8, 1)
-    bidx, bnum = nms_ops.nms(np.stack([boxes[:8], small]), np.stack([scores[:8], small_scores]), 20, 0.3)
+    bidx, bnum = nms_ops.nms(np.stack([boxes[:8], small]), np.stack([scores[:8], small_scores]), 20, 0.3,
+                             implementation=implementation)
     for b, (bx, sc) in enumerate([(boxes[:8], scores[:8]), (small, small_scores)]):
         ref = greedy_nms(bx, sc, 0.3, 20)
         assert int(bnum[b]) == len(ref)
@@ -97,10 +99,12 @@ def test_ssd_postprocess_floor_and_top_k():
 @pytest.mark.slow
 def test_nms_compiles_with_xla():
     boxes, scores = _random_boxes(64, 4)
+    two = np.stack([scores, (scores + 0.5 / 64) * 0.9], -1)[None]  # no score ties between classes
     fn = tf.function(lambda b, s: nms_ops.multiclass_nms(b, s, 10, 0.5, 0.05), jit_compile=True)
-    out = fn(boxes[None], np.stack([scores, scores[::-1]], -1)[None])
-    eager = nms_ops.multiclass_nms(boxes[None], np.stack([scores, scores[::-1]], -1)[None], 10, 0.5, 0.05)
+    out = fn(boxes[None], two)
+    eager = nms_ops.multiclass_nms(boxes[None], two, 10, 0.5, 0.05)
     np.testing.assert_array_equal(out["indices"], eager["indices"])
+    np.testing.assert_array_equal(out["classes"], eager["classes"])
 
 
 @pytest.mark.slow

@@ -21,8 +21,15 @@ tf.config.set_logical_device_configuration(
 
 @pytest.fixture
 def two_cpu_strategy():
-    """MirroredStrategy over the two logical CPUs set up above."""
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    """MirroredStrategy over the two logical CPUs set up above.
+
+    Fresh collective keys per test: strategies in one process otherwise share
+    them and a differently shaped all-reduce aborts the process
+    (tensorflow/tensorflow#62790).
+    """
+    from kerasnets.testing import fresh_mirrored_strategy
+
+    return fresh_mirrored_strategy(("/cpu:0", "/cpu:1"))
 
 
 @pytest.fixture(autouse=True)

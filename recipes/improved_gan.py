@@ -285,7 +285,7 @@ class ImprovedGanRecipe(Recipe):
         from kerasnets.utils.plots import plot_history
 
         images = np.asarray(model.generate(tf.constant(self._fixed_z, tf.float32)))
-        save_grid(images, os.path.join(run_dir, "samples", "final.png"))
+        save_grid(images, os.path.join(run_dir, "samples", "final.png"), scale=4)
         plot_history(
             history,
             ["loss_supervised", "loss_unsupervised", "g_loss", "baseline_loss", "labeled_accuracy"],

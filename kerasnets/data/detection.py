@@ -156,3 +156,75 @@ def examples_to_coco(examples: Sequence[dict], categories: Sequence[dict], file_
             annotations.append(ann)
             ann_id += 1
     return {"images": images, "annotations": annotations, "categories": [dict(c) for c in categories]}
+
+
+def resize_example(example: dict, image_size, keep_aspect: bool = True) -> dict:
+    """Resize an example to `image_size = (H, W)`, boxes/masks/keypoints following.
+
+    With `keep_aspect` the image is scaled by `min(H / h, W / w)` and padded
+    with zeros at the bottom/right (so real images of any size can be
+    batched); otherwise it is stretched. Images use bilinear resampling,
+    masks nearest neighbour. The scale factors are returned as `scale` (x, y).
+    """
+    from PIL import Image
+
+    validate_example(example)
+    out_h, out_w = (int(v) for v in image_size)
+    h, w = np.shape(example["image"])[:2]
+    if keep_aspect:
+        s = min(out_h / h, out_w / w)
+        sx = sy = s
+        new_w, new_h = max(1, round(w * s)), max(1, round(h * s))
+    else:
+        sx, sy = out_w / w, out_h / h
+        new_w, new_h = out_w, out_h
+    image = np.zeros((out_h, out_w, 3), np.uint8)
+    image[:new_h, :new_w] = np.asarray(Image.fromarray(example["image"]).resize((new_w, new_h), Image.BILINEAR))
+    out = {**example, "image": image, "scale": (sx, sy)}
+    out["boxes"] = (np.asarray(example["boxes"], np.float32) * np.array([sx, sy, sx, sy], np.float32))
+    if "masks" in example:
+        masks = np.zeros((len(example["classes"]), out_h, out_w), np.uint8)
+        for i, m in enumerate(example["masks"]):
+            masks[i, :new_h, :new_w] = np.asarray(Image.fromarray(np.asarray(m, np.uint8)).resize((new_w, new_h),
+                                                                                                    Image.NEAREST))
+        out["masks"] = masks
+    if "keypoints" in example:
+        kp = np.array(example["keypoints"], np.float32)
+        kp[..., 0] *= sx
+        kp[..., 1] *= sy
+        out["keypoints"] = kp
+    return out
+
+
+def random_horizontal_flip(batch: dict, seed, keypoint_flip_map: Sequence[int] | None = None,
+                           probability: float = 0.5) -> dict:
+    """Flip each image of a padded batch left-right with `probability` (the only augmentation of Faster R-CNN).
+
+    Boxes become `(W - x2, y1, W - x1, y2)`, masks are mirrored, keypoint x
+    becomes `W - x` and keypoint types are permuted by `keypoint_flip_map`
+    (e.g. left <-> right). Padding rows stay zero. `seed` is a shape-[2]
+    int tensor (e.g. `tf.stack([seed, step])` inside `train_stream`'s `map_fn`).
+    """
+    import tensorflow as tf
+
+    image = batch["image"]
+    width = tf.cast(tf.shape(image)[2], tf.float32)
+    flip = tf.random.stateless_uniform(tf.shape(image)[:1], seed=seed) < probability
+    out = dict(batch)
+    out["image"] = tf.where(flip[:, None, None, None], tf.reverse(image, axis=[2]), image)
+    real = tf.range(tf.shape(batch["boxes"])[1])[None, :] < tf.cast(batch["num_objects"], tf.int32)[:, None]
+    x1, y1, x2, y2 = tf.unstack(batch["boxes"], axis=-1)
+    flipped = tf.stack([width - x2, y1, width - x1, y2], axis=-1)
+    out["boxes"] = tf.where((flip[:, None] & real)[..., None], flipped, batch["boxes"])
+    if "masks" in batch:
+        out["masks"] = tf.where(flip[:, None, None, None], tf.reverse(batch["masks"], axis=[3]), batch["masks"])
+    if "keypoints" in batch:
+        kp = batch["keypoints"]
+        if keypoint_flip_map is not None:
+            flipped_kp = tf.gather(kp, list(keypoint_flip_map), axis=2)
+        else:
+            flipped_kp = kp
+        fx, fy, fv = tf.unstack(flipped_kp, axis=-1)
+        flipped_kp = tf.stack([tf.where(fv > 0, width - fx, fx), fy, fv], axis=-1)
+        out["keypoints"] = tf.where((flip[:, None] & real)[..., None, None], flipped_kp, kp)
+    return out

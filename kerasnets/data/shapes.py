@@ -31,6 +31,8 @@ from kerasnets.data import detection
 
 CLASS_NAMES = ("circle", "square", "triangle")
 KEYPOINT_NAMES = ("center", "top", "right", "bottom", "left")
+# keypoint type after a horizontal flip (right <-> left), for `detection.random_horizontal_flip`
+KEYPOINT_FLIP_MAP = (0, 1, 4, 3, 2)
 # OKS falloff per keypoint for COCOeval (COCO's own sigmas are 0.025..0.107 for body parts).
 KEYPOINT_OKS_SIGMAS = np.full(len(KEYPOINT_NAMES), 0.05)
 BACKGROUNDS = ("noise", "gradient", "stripes")

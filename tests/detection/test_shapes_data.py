@@ -107,3 +107,41 @@ def test_to_coco_round_trip(examples):
     assert ann["num_keypoints"] == 5 and len(ann["keypoints"]) == 15
     with pytest.raises(ValueError, match="categories"):
         detection.examples_to_coco(examples, [{"id": 1, "name": "circle"}])
+
+
+def test_horizontal_flip_keeps_annotations_consistent(examples):
+    import tensorflow as tf
+
+    padded = detection.pad_examples(examples[:6], 4)
+    batch = {k: tf.constant(v) for k, v in padded.items()}
+    out = detection.random_horizontal_flip(batch, tf.constant([0, 1]), shapes.KEYPOINT_FLIP_MAP)
+    flipped = np.any(out["image"].numpy() != padded["image"], axis=(1, 2, 3))
+    assert 0 < flipped.sum() < 6
+    again = detection.random_horizontal_flip(batch, tf.constant([0, 1]), shapes.KEYPOINT_FLIP_MAP)
+    np.testing.assert_array_equal(again["image"], out["image"])  # seeded
+    for i in range(6):
+        n = padded["num_objects"][i]
+        masks = out["masks"].numpy()[i]
+        for j in range(n):  # boxes stay the tight boxes of the (mirrored) masks
+            ys, xs = np.nonzero(masks[j])
+            np.testing.assert_allclose(out["boxes"][i, j], [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        assert np.all(out["boxes"].numpy()[i, n:] == 0)
+        if flipped[i]:
+            kp, orig = out["keypoints"].numpy()[i, :n], padded["keypoints"][i, :n]
+            np.testing.assert_allclose(kp[:, 2, 0], 64 - orig[:, 4, 0])  # new "right" = mirrored old "left"
+            np.testing.assert_allclose(kp[:, 0, :2], np.c_[64 - orig[:, 0, 0], orig[:, 0, 1]])
+
+
+def test_resize_example_keeps_aspect_and_pads(examples):
+    ex = examples[0]
+    small = detection.resize_example(ex, (32, 48))  # scale 0.5, padded on the right
+    assert small["image"].shape == (32, 48, 3) and small["scale"] == (0.5, 0.5)
+    assert np.all(small["image"][:, 32:] == 0) and np.all(small["masks"][:, :, 32:] == 0)
+    np.testing.assert_allclose(small["boxes"], ex["boxes"] * 0.5)
+    np.testing.assert_allclose(small["keypoints"][..., :2], ex["keypoints"][..., :2] * 0.5)
+    for j, m in enumerate(small["masks"]):
+        ys, xs = np.nonzero(m)
+        x1, y1, x2, y2 = small["boxes"][j]
+        assert xs.min() >= x1 - 1 and xs.max() + 1 <= x2 + 1 and ys.min() >= y1 - 1 and ys.max() + 1 <= y2 + 1
+    stretched = detection.resize_example(ex, (32, 128), keep_aspect=False)
+    assert stretched["scale"] == (2.0, 0.5)

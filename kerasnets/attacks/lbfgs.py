@@ -38,6 +38,7 @@ minimiser is the tuple of per-example minimisers.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -91,8 +92,24 @@ def choose_targets(model, images, labels, mode: str = "random", seed: int = 0, n
     raise ValueError(f"unknown target mode '{mode}'; expected 'random' or 'next_likely'")
 
 
+_OBJECTIVES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def _make_objective(model, norm: str):
-    """tf.function: (x_adv, x, c, labels, targeted) -> (sum objective, grad wrt x_adv, per-example pred)."""
+    """tf.function: (x_adv, x, c, labels, targeted) -> (sum objective, grad wrt x_adv, per-example pred).
+
+    Cached per model and norm, so repeated attacks on one model trace once.
+    """
+    try:
+        cache = _OBJECTIVES.setdefault(model, {})
+    except TypeError:  # not weak-referenceable: no caching
+        cache = {}
+    if norm not in cache:
+        cache[norm] = _build_objective(model, norm)
+    return cache[norm]
+
+
+def _build_objective(model, norm: str):
 
     @tf.function(reduce_retracing=True, autograph=False)
     def objective(x_adv, x, c, labels, targeted):

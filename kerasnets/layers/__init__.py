@@ -13,3 +13,4 @@ from kerasnets.layers.zero_pad_shortcut import ZeroPadShortcut  # noqa: E402
 from kerasnets.layers.roi_align import RoIAlign  # noqa: E402
 from kerasnets.layers.roi_pool import RoIPool  # noqa: E402
 from kerasnets.layers.multilevel_roi_align import MultiLevelRoIAlign  # noqa: E402
+from kerasnets.layers.bounded_perturbation import BoundedPerturbation  # noqa: E402

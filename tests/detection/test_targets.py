@@ -98,3 +98,18 @@ def test_keypoint_loss_uniform_logits_and_validity():
     logits[0, 0, 0, 0] = 100.0  # confident and right for keypoint 0; keypoint 2 stays uniform
     np.testing.assert_allclose(det.keypoint_rcnn_loss(logits, index, valid), math.log(16) / 2, rtol=1e-5)
     assert float(det.keypoint_rcnn_loss(logits, index, np.zeros_like(valid))) == 0.0
+
+
+def test_every_shapes_object_gets_a_positive_anchor_and_default_box():
+    from kerasnets.data import detection, shapes
+    from kerasnets.ops import anchors as anchor_ops
+
+    padded = detection.pad_examples(shapes.generate_shapes(8, seed=5, image_size=64, max_objects=4), 4)
+    fpn, _ = anchor_ops.multilevel_anchors([(16, 16), (8, 8), (4, 4)], [4, 8, 16], [8, 16, 32])
+    _, _, matches = targets.rpn_targets(fpn, padded["boxes"], padded["num_objects"])
+    ssd = anchor_ops.ssd_default_boxes([8, 4, 2, 1], 64, [(2,)] * 4)
+    labels, _, ssd_matches = targets.ssd_targets(ssd, padded["boxes"], padded["classes"], padded["num_objects"])
+    for b, n in enumerate(padded["num_objects"]):
+        assert set(range(n)) <= set(matches.numpy()[b]), "an object has no positive RPN anchor"
+        assert set(range(n)) <= set(ssd_matches.numpy()[b]), "an object has no matched default box"
+        assert set(labels.numpy()[b][labels.numpy()[b] > 0]) <= set(padded["classes"][b, :n])

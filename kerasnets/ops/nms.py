@@ -198,3 +198,43 @@ def ssd_postprocess(
     boxes = box_ops.clip_boxes(boxes, image_size)
     probs = tf.nn.softmax(tf.cast(class_logits, tf.float32), axis=-1)[..., 1:]
     return multiclass_nms(boxes, probs, max_detections, iou_threshold, score_threshold, pre_nms_top_k)
+
+
+def rcnn_postprocess(
+    class_logits,
+    box_deltas,
+    rois,
+    image_size,
+    score_threshold: float = 0.05,
+    iou_threshold: float = 0.5,
+    max_detections: int = 100,
+    roi_valid=None,
+    weights=box_ops.HEAD_BOX_WEIGHTS,
+):
+    """Fast/Faster/Mask R-CNN inference: class-specific decoding, 0.05 floor, per-class NMS at 0.5, top 100.
+
+    Args:
+        class_logits: `[B, R, K + 1]` (0 = background).
+        box_deltas: `[B, R, C, 4]` with `C = K + 1` (background slot unused) or
+            `C = K`; or `[B, R, 4]` for class-agnostic regression.
+        rois: `[B, R, 4]` xyxy proposals; image_size: `(height, width)`.
+        roi_valid: `[B, R]` bool, False for padding proposals (never detected).
+
+    Returns the `multiclass_nms` dict; `indices` point at the source RoI.
+    """
+    num_logits = class_logits.shape[-1]
+    probs = tf.nn.softmax(tf.cast(class_logits, tf.float32), axis=-1)[..., 1:]
+    if roi_valid is not None:
+        probs = tf.where(tf.cast(roi_valid, tf.bool)[..., None], probs, 0.0)
+    rois = tf.cast(tf.convert_to_tensor(rois), tf.float32)
+    box_deltas = tf.cast(tf.convert_to_tensor(box_deltas), tf.float32)
+    if box_deltas.shape.rank == 4:
+        if box_deltas.shape[2] == num_logits:
+            box_deltas = box_deltas[:, :, 1:]
+        elif box_deltas.shape[2] != num_logits - 1:
+            raise ValueError(f"box_deltas has {box_deltas.shape[2]} classes; expected {num_logits} or {num_logits - 1}")
+        boxes = box_ops.decode_boxes(box_deltas, rois[:, :, None], weights)
+    else:
+        boxes = box_ops.decode_boxes(box_deltas, rois, weights)
+    boxes = box_ops.clip_boxes(boxes, image_size)
+    return multiclass_nms(boxes, probs, max_detections, iou_threshold, score_threshold, pre_nms_top_k=None)

@@ -123,3 +123,19 @@ def test_nms_survives_saved_model_round_trip(tmp_path):
     ref = nms_ops.multiclass_nms(boxes[None], both, 15, 0.5, 0.05)
     for key in ("indices", "classes", "num_detections"):
         np.testing.assert_array_equal(out[key], ref[key])
+
+
+def test_rcnn_postprocess_class_specific_boxes():
+    rois = np.array([[[10, 10, 30, 30], [12, 10, 32, 30], [0, 0, 0, 0]]], np.float32)
+    logits = np.array([[[0.0, 5.0, 0.0], [0.0, 4.0, 0.0], [0.0, 9.0, 0.0]]], np.float32)
+    deltas = np.zeros((1, 3, 3, 4), np.float32)
+    deltas[0, 0, 1] = [1.0, 0, 0, 0]  # class-1 box of RoI 0: shifted right by 0.1 * width = 2 px
+    out = nms_ops.rcnn_postprocess(logits, deltas, rois, (40, 40), roi_valid=[[True, True, False]])
+    # RoI 1's class-1 box equals RoI 0's decoded box -> suppressed; padding RoI 2 never detected
+    assert int(out["num_detections"][0]) == 1
+    np.testing.assert_allclose(out["boxes"][0, 0], [12, 10, 32, 30], atol=1e-4)
+    assert int(out["classes"][0, 0]) == 1 and int(out["indices"][0, 0]) == 0
+    p = np.exp(5.0) / (np.exp(5.0) + 2)
+    np.testing.assert_allclose(out["scores"][0, 0], p, rtol=1e-5)
+    agnostic = nms_ops.rcnn_postprocess(logits, deltas[:, :, 1], rois, (40, 40), roi_valid=[[True, True, False]])
+    np.testing.assert_allclose(agnostic["boxes"][0, 0], out["boxes"][0, 0])

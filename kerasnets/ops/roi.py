@@ -315,7 +315,11 @@ def roi_pool(features, boxes, box_indices=None, output_size=7, spatial_scale: fl
 def _bin_edges(start, end, pooled: int, length):
     """Integer bin ``[lo, hi)`` per (RoI, bin), both ``[R, P]`` int32, clipped to ``[0, length]``."""
     size = tf.maximum(end - start + 1.0, 1.0)
-    bin_size = size / pooled
+    # torchvision divides in float32 (IEEE, correctly rounded). Graph optimization rewrites a
+    # division by a constant as a multiplication by its reciprocal, which is 1 ulp off for some
+    # sizes and moves a floor/ceil bin edge; dividing in float64 and rounding to float32 gives the
+    # correctly rounded float32 quotient either way (integer operands are never near a tie).
+    bin_size = tf.cast(tf.cast(size, tf.float64) / float(pooled), tf.float32)
     bins = tf.range(pooled, dtype=tf.float32)
     lo = tf.floor(bins[None, :] * bin_size[:, None]) + start[:, None]
     hi = tf.math.ceil((bins[None, :] + 1.0) * bin_size[:, None]) + start[:, None]
@@ -335,50 +339,107 @@ def _floor_log2(n):
 def _roi_pool(features, boxes, indices, output_size, spatial_scale):
     ph, pw = output_size
     shape = tf.shape(features)
-    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    height, width = shape[1], shape[2]
     q = round_half_away_from_zero(boxes * spatial_scale)
     x_s, y_s, x_e, y_e = tf.unstack(q, axis=1)
     h_lo, h_hi = _bin_edges(y_s, y_e, ph, height)  # [R, PH]
     w_lo, w_hi = _bin_edges(x_s, x_e, pw, width)  # [R, PW]
+    bins = (h_lo, h_hi, w_lo, w_hi)
+
+    @tf.custom_gradient
+    def pool(fmap):
+        out, _ = _max_over_bins(fmap, indices, bins, with_argmax=False)
+
+        def grad(upstream):
+            # Recompute which input element won each (RoI, bin, channel) and send the
+            # gradient there (Fast R-CNN's backward; torchvision keeps an argmax buffer).
+            _, argmax = _max_over_bins(fmap, indices, bins, with_argmax=True)
+            fshape = tf.shape(fmap, out_type=tf.int64)
+            channels = fshape[3]
+            winner = tf.cast(argmax, tf.int64) * channels + tf.range(channels)  # into [B*H*W*C]
+            valid = argmax >= 0  # empty bins have no input
+            scattered = tf.math.unsorted_segment_sum(
+                tf.where(valid, upstream, tf.zeros_like(upstream)), tf.where(valid, winner, 0),
+                tf.reduce_prod(fshape))
+            return tf.reshape(scattered, tf.shape(fmap))
+
+        return out, grad
+
+    out = pool(features)
+    out.set_shape([boxes.shape[0], ph, pw, features.shape[3]])
+    return out
+
+
+def _max_over_bins(features, indices, bins, with_argmax: bool):
+    """Max (and optionally its flat ``(b*H + h)*W + w`` position, -1 if empty) of every bin.
+
+    A sparse table along x (``T_j[w] = max F[w : w + 2^j]``, levels up to the widest bin)
+    gives the maximum of row ``h`` over ``[w_lo, w_hi)`` as ``max(T_j[w_lo], T_j[w_hi - 2^j])``
+    with ``2^j <= w_hi - w_lo < 2^(j+1)``; a loop over the rows of the tallest bin takes the
+    maximum over rows. Ties keep the left / upper element (strict ``>``), so the position is
+    the first arg-max in row-major order, as in torchvision's scan.
+    """
+    h_lo, h_hi, w_lo, w_hi = bins
+    shape = tf.shape(features)
+    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
     h_ext, w_ext = h_hi - h_lo, w_hi - w_lo
     empty = (h_ext[:, :, None] <= 0) | (w_ext[:, None, :] <= 0)  # [R, PH, PW]
 
-    # Sparse table along x: levels 0 .. floor(log2(widest bin)).
-    w_safe = tf.maximum(w_ext, 1)
-    level = _floor_log2(w_safe)  # [R, PW]
+    level = _floor_log2(tf.maximum(w_ext, 1))  # [R, PW]
     num_levels = tf.reduce_max(tf.concat([tf.reshape(level, [-1]), [0]], 0)) + 1
-    tables = tf.TensorArray(tf.float32, size=num_levels, element_shape=features.shape)
-    tables = tables.write(0, features)
+    if with_argmax:
+        position = tf.reshape(tf.range(batch * height * width), [batch, height, width, 1])
+        position = tf.broadcast_to(position, shape)
+    else:
+        position = tf.zeros([0], tf.int32)  # unused placeholder
 
-    def build(j, table, arr):
+    def shift_left(t, shift):  # t[:, :, w + shift], the last column repeated past the edge
+        return tf.concat([t[:, :, shift:, :], tf.repeat(t[:, :, -1:, :], shift, axis=2)], axis=2)
+
+    values = tf.TensorArray(features.dtype, size=num_levels, element_shape=features.shape).write(0, features)
+    where = tf.TensorArray(tf.int32, size=num_levels, infer_shape=False).write(0, position)
+
+    def build(j, table, table_pos, values, where):
         shift = tf.bitwise.left_shift(1, j - 1)
-        shifted = tf.concat([table[:, :, shift:, :], tf.repeat(table[:, :, -1:, :], shift, axis=2)], axis=2)
-        table = tf.maximum(table, shifted)  # T_j[w] = max(T_{j-1}[w], T_{j-1}[w + 2^(j-1)])
-        return j + 1, table, arr.write(j, table)
+        right = shift_left(table, shift)
+        take = right > table  # strict: ties keep the left element
+        table = tf.where(take, right, table)  # T_j[w] = max(T_{j-1}[w], T_{j-1}[w + 2^(j-1)])
+        if with_argmax:
+            table_pos = tf.where(take, shift_left(table_pos, shift), table_pos)
+        return j + 1, table, table_pos, values.write(j, table), where.write(j, table_pos)
 
-    _, _, tables = tf.while_loop(lambda j, t, a: j < num_levels, build, (tf.constant(1), features, tables))
-    flat = tf.reshape(tables.stack(), [-1, channels])  # rows indexed by (level, b, h, w)
+    _, _, _, values, where = tf.while_loop(
+        lambda j, *_: j < num_levels, build, (tf.constant(1), features, position, values, where))
+    flat_values = tf.reshape(values.stack(), [-1, channels])  # rows indexed by (level, b, h, w)
+    flat_where = tf.reshape(where.stack(), [-1, channels]) if with_argmax else None
 
-    # Column look-ups: [w_lo, w_lo + 2^j) and [w_hi - 2^j, w_hi) cover [w_lo, w_hi).
     width_j = tf.bitwise.left_shift(1, level)
     col_a = tf.clip_by_value(w_lo, 0, width - 1)
     col_b = tf.clip_by_value(w_hi - width_j, 0, width - 1)
-    plane = (level * batch + indices[:, None]) * height  # [R, PW]: start row of (level, image)
+    plane = (level * batch + indices[:, None]) * height  # [R, PW]: first row of (level, image)
     h_count = tf.maximum(h_ext, 1)
 
     def row_max(i):
         row = tf.clip_by_value(h_lo + tf.minimum(i, h_count - 1), 0, height - 1)  # last row repeats
         base = (plane[:, None, :] + row[:, :, None]) * width  # [R, PH, PW]
-        a = tf.gather(flat, base + col_a[:, None, :])
-        b = tf.gather(flat, base + col_b[:, None, :])
-        return tf.maximum(a, b)
+        ia, ib = base + col_a[:, None, :], base + col_b[:, None, :]
+        a, b = tf.gather(flat_values, ia), tf.gather(flat_values, ib)
+        take = b > a
+        value = tf.where(take, b, a)
+        pos = tf.where(take, tf.gather(flat_where, ib), tf.gather(flat_where, ia)) if with_argmax else value
+        return value, pos
+
+    def step(i, acc, acc_pos):
+        value, pos = row_max(i)
+        take = value > acc  # strict: the earlier row wins ties
+        return i + 1, tf.where(take, value, acc), (tf.where(take, pos, acc_pos) if with_argmax else acc_pos)
 
     rows = tf.reduce_max(tf.concat([tf.reshape(h_ext, [-1]), [1]], 0))
-    acc = row_max(0)
-    _, acc = tf.while_loop(lambda i, a: i < rows, lambda i, a: (i + 1, tf.maximum(a, row_max(i))), (1, acc))
-    out = tf.where(empty[..., None], 0.0, acc)
-    out.set_shape([boxes.shape[0], ph, pw, features.shape[3]])
-    return out
+    acc, acc_pos = row_max(0)
+    _, acc, acc_pos = tf.while_loop(lambda i, *_: i < rows, step, (1, acc, acc_pos))
+    out = tf.where(empty[..., None], tf.zeros_like(acc), acc)
+    argmax = tf.where(empty[..., None], -1, acc_pos) if with_argmax else None
+    return out, argmax
 
 
 # ---------------------------------------------------------------------------------------

@@ -13,8 +13,13 @@ speed-up (torchvision time / ours) and the max abs difference of the outputs.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,6 +38,7 @@ def parse_args():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--extra", action="store_true", help="also time the einsum path (eager graph and XLA)")
+    p.add_argument("--torch-worker", default=None, help=argparse.SUPPRESS)  # internal: torch side, own process
     return p.parse_args()
 
 
@@ -102,13 +108,29 @@ def ours(args, features, boxes, indices):
 
 
 def torchvision_numbers(args, features, boxes, indices):
-    try:
-        import torch
-        import torchvision
-    except ImportError:
+    """Time torchvision in a child process: importing torch after TensorFlow can crash (triton)."""
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchvision") is None:
         return None, None
     import numpy as np
 
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [sys.executable, os.path.abspath(__file__), "--torch-worker", tmp]
+        argv += [f"--{k}={v}" for k, v in vars(args).items() if k not in ("torch_worker", "extra")]
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"torchvision run failed:\n{done.stderr[-2000:]}")
+            return None, None
+        outputs = dict(np.load(os.path.join(tmp, "outputs.npz")))
+        with open(os.path.join(tmp, "times.json")) as fh:
+            return {k: tuple(v) for k, v in json.load(fh).items()}, outputs
+
+
+def torch_worker(args):
+    import numpy as np
+    import torch
+    import torchvision
+
+    features, boxes, indices = make_inputs(args)
     torch.set_num_threads(args.threads)
     feats = torch.from_numpy(np.ascontiguousarray(features.transpose(0, 3, 1, 2)))
     rois = torch.from_numpy(np.concatenate([indices[:, None].astype("float32"), boxes], axis=1))
@@ -134,14 +156,18 @@ def torchvision_numbers(args, features, boxes, indices):
                 op(feats)
 
         results[name] = (median_ms(fwd, args.repeats), median_ms(fwd_bwd, args.repeats))
-    return results, outputs
+    np.savez(os.path.join(args.torch_worker, "outputs.npz"), **outputs)
+    with open(os.path.join(args.torch_worker, "times.json"), "w") as fh:
+        json.dump(results, fh)
 
 
 def main():
     args = parse_args()
+    if args.torch_worker:
+        return torch_worker(args)
     features, boxes, indices = make_inputs(args)
-    mine, my_out = ours(args, features, boxes, indices)
     theirs, their_out = torchvision_numbers(args, features, boxes, indices)
+    mine, my_out = ours(args, features, boxes, indices)
     print(f"features {args.batch}x{args.channels}x{args.size}x{args.size}, {args.rois} RoIs, "
           f"{args.output}x{args.output}, sampling {args.sampling}, aligned={bool(args.aligned)}, "
           f"{args.threads} threads, median of {args.repeats}")

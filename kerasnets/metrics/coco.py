@@ -152,3 +152,49 @@ def coco_evaluate(
     if verbose:
         print(out.getvalue())
     return {name: (float("nan") if value == -1 else float(value)) for name, value in zip(names, evaluator.stats)}
+
+
+def evaluate_detections(
+    ground_truth: dict,
+    image_ids: Sequence[int],
+    detections: dict,
+    iou_types: Sequence[str] = ("bbox",),
+    kpt_oks_sigmas=None,
+    category_ids: dict | None = None,
+) -> dict:
+    """COCO metrics of a detection model's padded outputs, keyed `"<iou_type>/<stat>"` (e.g. `"segm/AP"`).
+
+    Args:
+        ground_truth: COCO ground-truth dict covering `image_ids`.
+        image_ids: `[N]` ids of the evaluated images, in output order.
+        detections: numpy/tensor dict with `boxes [N, D, 4]`, `scores`,
+            `classes`, `num_detections`, optionally `masks` (full-image
+            `[N, D, H, W]` binary, or per-box `[N, D, M, M]` probabilities
+            which are pasted into the image first) and `keypoints [N, D, K, 3]`.
+        iou_types: any of `"bbox"`, `"segm"`, `"keypoints"`.
+    """
+    outputs = {k: np.asarray(v) for k, v in detections.items()}
+    masks = outputs.get("masks") if "segm" in iou_types else None
+    if "segm" in iou_types and masks is None:
+        raise ValueError("iou_type 'segm' needs 'masks' in the detections")
+    if masks is not None:
+        sizes = {(img["height"], img["width"]) for img in ground_truth["images"] if img["id"] in set(image_ids)}
+        if len(sizes) != 1:
+            raise ValueError(f"evaluated images must share one size to compare masks, got {sorted(sizes)}")
+        height, width = sizes.pop()
+        if masks.shape[-2:] != (height, width):
+            from kerasnets.ops.masks import paste_masks
+
+            masks = paste_masks(masks, outputs["boxes"], (height, width)).numpy()
+    if "keypoints" in iou_types and "keypoints" not in outputs:
+        raise ValueError("iou_type 'keypoints' needs 'keypoints' in the detections")
+    results = detections_to_coco(
+        image_ids, outputs["boxes"], outputs["scores"], outputs["classes"], outputs.get("num_detections"),
+        masks=masks, keypoints=outputs.get("keypoints") if "keypoints" in iou_types else None,
+        category_ids=category_ids,
+    )
+    metrics = {}
+    for iou_type in iou_types:
+        stats = coco_evaluate(ground_truth, results, iou_type, kpt_oks_sigmas, image_ids=image_ids)
+        metrics.update({f"{iou_type}/{k}": v for k, v in stats.items()})
+    return metrics

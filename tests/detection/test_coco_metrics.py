@@ -93,3 +93,24 @@ def test_draw_detections_writes_png(data, tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(path)), picture)
     plain = draw_detections(ex["image"], ex["boxes"][:0], ex["classes"][:0])
     np.testing.assert_array_equal(plain, ex["image"])  # nothing to draw -> unchanged
+
+
+def test_evaluate_detections_from_padded_outputs(data):
+    from kerasnets.ops import masks as mask_ops
+
+    _, gt, padded = data
+    outputs = {"boxes": padded["boxes"], "scores": np.where(padded["classes"] > 0, 0.9, 0.0),
+               "classes": padded["classes"], "num_detections": padded["num_objects"], "masks": padded["masks"],
+               "keypoints": padded["keypoints"]}
+    metrics = coco_metrics.evaluate_detections(gt, padded["image_id"], outputs, ("bbox", "segm", "keypoints"),
+                                               kpt_oks_sigmas=shapes.KEYPOINT_OKS_SIGMAS)
+    assert metrics["bbox/AP"] == pytest.approx(1.0) and metrics["segm/AP"] == pytest.approx(1.0)
+    assert metrics["keypoints/AP"] == pytest.approx(1.0)
+    # 28x28 per-box masks (as a mask head predicts) are pasted into the image first.
+    b, d = padded["classes"].shape
+    crops = mask_ops.mask_targets(padded["masks"], padded["boxes"], np.tile(np.arange(d), (b, 1))).numpy()
+    coarse = coco_metrics.evaluate_detections(gt, padded["image_id"], {**outputs, "masks": crops}, ("segm",))
+    assert coarse["segm/AP50"] == pytest.approx(1.0) and coarse["segm/AP"] > 0.9  # crop+paste IoU > 0.95 here
+    with pytest.raises(ValueError, match="masks"):
+        coco_metrics.evaluate_detections(gt, padded["image_id"], {k: v for k, v in outputs.items() if k != "masks"},
+                                         ("segm",))

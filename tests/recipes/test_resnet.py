@@ -189,6 +189,21 @@ def test_tiny_run_through_the_engine_learns_and_exports(tmp_path):
 
 
 @pytest.mark.slow
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    """Momentum, step counter (lr schedule), BN statistics and data position all survive a restart."""
+    devnull = open(os.devnull, "w")
+    config = tiny_config(steps=6, lr_boundaries=(4,))
+    straight = engine.train(ResNetRecipe(config), str(tmp_path / "straight"), progress_stream=devnull)
+    engine.train(ResNetRecipe(tiny_config(steps=3, lr_boundaries=(4,))), str(tmp_path / "resumed"),
+                 progress_stream=devnull)
+    resumed = engine.train(ResNetRecipe(config), str(tmp_path / "resumed"), progress_stream=devnull)
+    assert resumed.resumed_from == 3
+    for a, b in zip(straight.model.variables, resumed.model.variables):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+    assert int(resumed.model.optimizer.iterations.numpy()) == 6
+
+
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_two_replicas_with_sync_bn_match_one_device(tmp_path, two_cpu_strategy):
     """Same global batch: MirroredStrategy over 2 logical CPUs with synchronized BN == 1 device.

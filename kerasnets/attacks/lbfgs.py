@@ -126,7 +126,8 @@ def _build_objective(model, norm: str):
             loss = tf.where(targeted, ce_target, not_y)
             total = tf.reduce_sum(c * dist + loss)
         grad = tape.gradient(total, x_adv)
-        return total, grad, tf.argmax(logits, -1, output_type=tf.int32)
+        # float64 for SciPy's L-BFGS-B
+        return tf.cast(total, tf.float64), tf.cast(grad, tf.float64), tf.argmax(logits, -1, output_type=tf.int32)
 
     return objective
 
@@ -206,7 +207,7 @@ def lbfgs_attack(
             def fg(flat):
                 xa = tf.constant(flat.reshape(shape), tf.float32)
                 f, g, _ = objective(xa, x_t, c_t, aim_t, tgt_t)
-                return float(f), g.numpy().astype("float64").ravel()
+                return float(f), g.numpy().ravel()
 
             x0 = x.astype("float64").ravel()
             sol, _, _ = fmin_l_bfgs_b(fg, x0, bounds=bounds, maxiter=max_iterations, m=10, factr=1e7)

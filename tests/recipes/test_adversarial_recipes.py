@@ -106,3 +106,28 @@ def test_gat_recipe_two_replicas_match_one_device(tmp_path, two_cpu_strategy):
             "baseline_lbfgs_mean_distortion_rms"} <= set(s)
     for key in ("generator", "fgsm_gat", "fgsm_baseline"):
         assert os.path.isfile(s["plots"][key])
+
+
+@pytest.mark.slow
+def test_tfds_sources_offline_with_mock_data():
+    import tensorflow_datasets as tfds
+
+    base = dict(batch_size=8, max_train=16, max_test=8, num_attack=2, strategy="default")
+    with tfds.testing.mock_data(num_examples=16):
+        lbfgs = LBFGSAttackRecipe(LBFGSAttackConfig(**base, data="mnist", search_steps=1, max_iterations=5,
+                                                    untargeted=False))
+        lbfgs.data()
+        gat = GATRecipe(GATConfig(**base, data="cifar10", fgsm_eps=(0.1,), lbfgs_search_steps=1))
+        gat.data()
+    assert lbfgs.image_shape() == (28, 28, 1) and gat.image_shape() == (32, 32, 3)
+    model = lbfgs.build_model()
+    logs = model.train_step(next(iter(lbfgs.build_dataset("train"))))
+    assert np.isfinite(float(logs["loss_A"]))
+    metrics = lbfgs.evaluate(model)
+    assert metrics["targeted_num_attacked"] <= 2
+    model = gat.build_model()
+    images, labels = next(iter(gat.build_dataset("train")))
+    assert images.shape == (8, 32, 32, 3)
+    logs = model.train_step((images, labels))
+    assert np.isfinite(float(logs["loss_generator"]))
+    assert model.perturbation(images, labels).shape == images.shape

@@ -58,7 +58,9 @@ def mask_targets(gt_masks, rois, matched_gt, mask_size: int = MASK_SIZE, binariz
             f"{rois.shape}, {matched_gt.shape}"
         )
     shape = tf.shape(gt_masks)
-    b, g = shape[0], shape[1]
+    # One extra empty mask per image keeps the crop valid when an image has no ground truth at all.
+    gt_masks = tf.concat([tf.cast(gt_masks, tf.float32), tf.zeros(tf.concat([shape[:1], [1], shape[2:]], 0))], 1)
+    b, g = shape[0], shape[1] + 1
     images = tf.reshape(gt_masks, tf.concat([[b * g], shape[2:]], 0))
     flat_index = tf.range(b)[:, None] * g + tf.maximum(matched_gt, 0)
     crops = roi_align(tf.cast(images, tf.float32)[..., None], tf.reshape(rois, [-1, 4]), tf.reshape(flat_index, [-1]),

@@ -159,6 +159,11 @@ def multiclass_nms(
     cand_classes = tf.reshape(tf.broadcast_to(tf.range(1, num_classes + 1)[None, :, None], tf.shape(top_idx)),
                               [batch, -1])
     cand_source = tf.reshape(top_idx, [batch, -1])
+    # One never-selected (-inf score) candidate keeps the gathers below valid when there are no boxes.
+    cand_boxes = tf.concat([cand_boxes, tf.zeros([batch, 1, 4])], axis=1)
+    cand_scores = tf.concat([cand_scores, tf.fill([batch, 1], float("-inf"))], axis=1)
+    cand_classes = tf.concat([cand_classes, tf.ones([batch, 1], tf.int32)], axis=1)
+    cand_source = tf.concat([cand_source, tf.zeros([batch, 1], tf.int32)], axis=1)
     keep, num = batched_nms(cand_boxes, cand_scores, cand_classes, max_detections, iou_threshold, score_threshold)
     valid = tf.range(max_detections)[None, :] < num[:, None]
     out_boxes = tf.where(valid[..., None], tf.gather(cand_boxes, keep, batch_dims=1), 0.0)

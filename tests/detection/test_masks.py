@@ -49,3 +49,9 @@ def test_paste_then_crop_round_trip():
     assert inter / union > 0.95
     probs = mask_ops.paste_masks(disc[None], box, (70, 70), threshold=None).numpy()
     assert probs.dtype == np.float32 and probs.max() <= 1.0 + 1e-6
+
+
+def test_mask_targets_without_ground_truth_are_zero():
+    rois = np.array([[0, 0, 5, 5], [2, 2, 8, 9]], np.float32)
+    out = mask_ops.mask_targets(np.zeros((0, 10, 10), np.uint8), rois, [-1, -1]).numpy()
+    assert out.shape == (2, 28, 28) and not out.any()

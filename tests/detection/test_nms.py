@@ -139,3 +139,11 @@ def test_rcnn_postprocess_class_specific_boxes():
     np.testing.assert_allclose(out["scores"][0, 0], p, rtol=1e-5)
     agnostic = nms_ops.rcnn_postprocess(logits, deltas[:, :, 1], rois, (40, 40), roi_valid=[[True, True, False]])
     np.testing.assert_allclose(agnostic["boxes"][0, 0], out["boxes"][0, 0])
+
+
+def test_no_boxes_gives_no_detections():
+    out = nms_ops.multiclass_nms(np.zeros((2, 0, 4), np.float32), np.zeros((2, 0, 3), np.float32), 5)
+    np.testing.assert_array_equal(out["num_detections"], [0, 0])
+    assert out["boxes"].shape == (2, 5, 4) and np.all(out["classes"].numpy() == 0)
+    idx, num = nms_ops.nms(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), 3)
+    assert int(num) == 0 and idx.shape == (3,)

@@ -11,6 +11,13 @@ from kerasnets.ops import roi as roi_ops
 from kerasnets.saving import register
 
 
+def _is_group(x):
+    """A list/dict of maps (or of their shapes), as opposed to one shape tuple of ints."""
+    if isinstance(x, Mapping):
+        return True
+    return isinstance(x, (list, tuple)) and bool(x) and not all(v is None or isinstance(v, int) for v in x)
+
+
 @register
 class MultiLevelRoIAlign(keras.layers.Layer):
     """RoIAlign over a feature pyramid, each box pooled at its FPN level, outputs in box order.
@@ -83,7 +90,7 @@ class MultiLevelRoIAlign(keras.layers.Layer):
         if boxes is not None:
             return inputs, boxes, box_indices
         if isinstance(inputs, (list, tuple)):
-            if inputs and isinstance(inputs[0], (list, tuple, Mapping)):
+            if inputs and _is_group(inputs[0]):
                 if len(inputs) not in (2, 3):
                     raise ValueError("call MultiLevelRoIAlign on [maps, boxes] or [maps, boxes, box_indices]")
                 return inputs[0], inputs[1], (inputs[2] if len(inputs) == 3 else None)

@@ -68,7 +68,11 @@ class ResNetConfig(RecipeConfig):
         None, help="iterations at warmup_learning_rate first; None: 400 for depth >= 110 (paper), else 0", min=0
     )
     warmup_learning_rate: float = param(0.01, help="lr during warm-up (paper: 0.01 for ResNet-110)", min=0.0)
-    sync_bn: bool = param(False, help="batch-norm statistics over all replicas (synchronized)")
+    sync_bn: bool = param(
+        False,
+        help="batch-norm statistics over all replicas; without it each replica normalises with its own "
+        "share of the batch and keeps its own moving statistics (replica 0's are saved)",
+    )
     data: Literal["embedded", "cifar10"] = param(
         "embedded", help="embedded: scikit-learn digits (no download); cifar10: tensorflow-datasets"
     )

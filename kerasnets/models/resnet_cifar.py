@@ -27,7 +27,9 @@ Choices the paper leaves open, and what we do:
 * Batch normalization: momentum 0.9, epsilon 1e-5 (the Torch/PyTorch reference
   implementations); `sync_bn=True` computes the batch statistics over all
   replicas (`BatchNormalization(synchronized=True)`), so a MirroredStrategy run
-  normalises exactly like one device on the same global batch.
+  normalises exactly like one device on the same global batch. Without it, Keras 3
+  keeps one copy of the moving statistics per replica (its BN variables are not
+  mean-aggregated); replica 0's copy is the one checkpointed and exported.
 
 Parameter counts (trainable, 10 classes, option A) equal the paper's Table 6:
 ResNet-20 269,722; -32 464,154; -44 658,586; -56 853,018; -110 1,727,962;

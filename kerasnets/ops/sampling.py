@@ -65,7 +65,8 @@ def sample_balanced(labels, num_samples: int, positive_fraction: float, seed):
     num_neg = tf.minimum(
         tf.reduce_sum(tf.cast(negative, tf.int32), axis=-1, keepdims=True), num_samples - num_pos
     )
-    uniform = tf.random.stateless_uniform(tf.shape(labels), seed=_seed_tensor(seed))
+    # Philox explicitly: "auto_select" may pick another generator under XLA, changing the samples.
+    uniform = tf.random.stateless_uniform(tf.shape(labels), seed=_seed_tensor(seed), alg="philox")
     return _take_random(positive, num_pos, uniform), _take_random(negative, num_neg, uniform)
 
 

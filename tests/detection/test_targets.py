@@ -113,3 +113,27 @@ def test_every_shapes_object_gets_a_positive_anchor_and_default_box():
         assert set(range(n)) <= set(matches.numpy()[b]), "an object has no positive RPN anchor"
         assert set(range(n)) <= set(ssd_matches.numpy()[b]), "an object has no matched default box"
         assert set(labels.numpy()[b][labels.numpy()[b] > 0]) <= set(padded["classes"][b, :n])
+
+
+@pytest.mark.slow
+def test_training_targets_compile_with_xla():
+    from kerasnets.ops import anchors as anchor_ops
+    from kerasnets.ops import proposals as proposal_ops
+
+    anchors, counts = anchor_ops.multilevel_anchors([(16, 16), (8, 8)], [4, 8], [8, 16])
+    gt = tf.constant([[[10, 10, 30, 30], [0, 0, 0, 0]]], tf.float32)
+    classes, num = tf.constant([[2, 0]]), tf.constant([1])
+
+    def step(logits, deltas):
+        labels, rpn_deltas, _ = targets.rpn_targets(anchors, gt, num)
+        props = proposal_ops.generate_proposals(logits, deltas, anchors, (64, 64), counts, 100, 50)
+        rois = targets.roi_targets(props["boxes"], gt, classes, num, tf.constant([1, 2]), num_samples=32,
+                                   proposal_valid=props["valid"])
+        return labels, rpn_deltas, rois["labels"], rois["rois"]
+
+    logits = tf.random.stateless_normal([1, len(anchors)], [1, 2])
+    deltas = tf.zeros([1, len(anchors), 4])
+    compiled = tf.function(step, jit_compile=True)(logits, deltas)
+    eager = step(logits, deltas)
+    for a, b in zip(compiled, eager):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4)

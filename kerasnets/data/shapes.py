@@ -194,7 +194,7 @@ def shapes_example(
             cx = rng.uniform(extent, width - extent)
             cy = rng.uniform(extent, height - extent)
             mask, points = _shape(rng, cls, size, cx, cy, height, width)
-            if mask.sum() < 16:
+            if mask.sum() < 4:  # degenerate at tiny image sizes
                 continue
             new_visible = [v & ~mask for v in visible]
             if all(nv.sum() >= min_visible * f.sum() for nv, f in zip(new_visible, full_masks)):

@@ -126,10 +126,39 @@ def random_boxes(rng, count, height, width, spatial_scale, half_integers=False):
     return boxes.astype("float32")
 
 
-def torchvision_or_none():
-    try:
-        import torch
-        import torchvision
-    except Exception:  # not installed (optional `bench` extra)
-        return None, None
-    return torch, torchvision
+_TORCH_SCRIPT = """
+import sys, numpy as np, torch, torchvision
+data = dict(np.load(sys.argv[1]))
+feats = torch.from_numpy(np.ascontiguousarray(data["features"].transpose(0, 3, 1, 2)))
+rois = torch.from_numpy(np.concatenate([data["indices"][:, None].astype("float32"), data["boxes"]], 1))
+size = tuple(int(v) for v in data["output_size"])
+if sys.argv[3] == "roi_align":
+    out = torchvision.ops.roi_align(feats, rois, size, float(data["scale"]), int(data["sampling_ratio"]),
+                                    bool(data["aligned"]))
+else:
+    out = torchvision.ops.roi_pool(feats, rois, size, float(data["scale"]))
+np.save(sys.argv[2], out.numpy().transpose(0, 2, 3, 1))
+"""
+
+
+def torchvision_reference(op, features, boxes, indices, output_size, scale, sampling_ratio=0, aligned=False):
+    """torchvision.ops.<op> on NHWC data, or None if torch/torchvision are not installed.
+
+    Runs in a child process: importing torch into a process that already loaded
+    TensorFlow can crash it (seen with torch 2.14 / triton), which would take the
+    whole test session down.
+    """
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchvision") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs, output = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npy")
+        np.savez(inputs, features=features, boxes=np.asarray(boxes, "float32"), indices=np.asarray(indices),
+                 output_size=np.asarray(output_size), scale=scale, sampling_ratio=sampling_ratio, aligned=aligned)
+        subprocess.run([sys.executable, "-c", _TORCH_SCRIPT, inputs, output, op], check=True)
+        return np.load(output)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from _roi_reference import random_boxes, roi_align_ref, torchvision_or_none
+from _roi_reference import random_boxes, roi_align_ref, torchvision_reference
 
 from kerasnets.layers import RoIAlign
 from kerasnets.ops.roi import roi_align
@@ -187,11 +187,8 @@ def test_bad_arguments_raise():
 @pytest.mark.parametrize("aligned", [False, True])
 @pytest.mark.parametrize("sampling_ratio", [2, -1])
 def test_matches_torchvision_if_installed(aligned, sampling_ratio):
-    torch, torchvision = torchvision_or_none()
-    if torch is None:
+    expected = torchvision_reference("roi_align", FEATURES, BOXES, INDICES, (3, 4), SCALE, sampling_ratio, aligned)
+    if expected is None:
         pytest.skip("torch/torchvision not installed (optional `bench` extra)")
-    rois = torch.from_numpy(np.concatenate([INDICES[:, None].astype("float32"), BOXES], axis=1))
-    expected = torchvision.ops.roi_align(torch.from_numpy(FEATURES.transpose(0, 3, 1, 2).copy()), rois, (3, 4),
-                                         SCALE, sampling_ratio, aligned).numpy().transpose(0, 2, 3, 1)
     got = roi_align(FEATURES, BOXES, INDICES, (3, 4), SCALE, sampling_ratio, aligned)
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-4)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from _roi_reference import random_boxes, roi_pool_ref, torchvision_or_none
+from _roi_reference import random_boxes, roi_pool_ref, torchvision_reference
 
 from kerasnets.layers import RoIPool
 from kerasnets.ops.roi import roi_pool, round_half_away_from_zero
@@ -127,12 +127,9 @@ def test_bad_arguments_raise():
 
 @pytest.mark.parametrize("spatial_scale", [0.25, 1.0])
 def test_matches_torchvision_if_installed(spatial_scale):
-    torch, torchvision = torchvision_or_none()
-    if torch is None:
-        pytest.skip("torch/torchvision not installed (optional `bench` extra)")
     boxes = random_boxes(RNG, 40, 9, 11, spatial_scale, half_integers=True)
     indices = RNG.integers(0, 2, len(boxes)).astype("int32")
-    rois = torch.from_numpy(np.concatenate([indices[:, None].astype("float32"), boxes], axis=1))
-    expected = torchvision.ops.roi_pool(torch.from_numpy(FEATURES.transpose(0, 3, 1, 2).copy()), rois, (3, 4),
-                                        spatial_scale).numpy().transpose(0, 2, 3, 1)
+    expected = torchvision_reference("roi_pool", FEATURES, boxes, indices, (3, 4), spatial_scale)
+    if expected is None:
+        pytest.skip("torch/torchvision not installed (optional `bench` extra)")
     np.testing.assert_array_equal(roi_pool(FEATURES, boxes, indices, (3, 4), spatial_scale).numpy(), expected)

@@ -56,7 +56,7 @@ from kerasnets.utils.plots import plot_history
 class DGEXConfig(RecipeConfig):
     """Defaults: the paper's optimizer and a CPU-sized network/data set (paper: 943 -> 3x9000 -> 9520)."""
 
-    steps: int = param(3000, help="training steps", min=1)
+    steps: int = param(1500, help="training steps (~30 epochs of the embedded data)", min=1)
     batch_size: int = param(200, help="global batch size (paper: 200)", min=1)
     data: Literal["embedded", "files"] = param(
         "embedded", help="embedded: synthetic expression (no download); files: expression.npz / .tsv in data_dir"

@@ -23,11 +23,12 @@ Real data: `data=celeb_a` (tfds, 64 or 128 px, center crop).
 Defaults that differ from the paper's face runs, all measured on the digits
 (sample diversity = mean per-pixel std over 64 samples, real digits 0.37):
 
-* `gamma=1.0` (paper: 0.5 on faces). At 0.5 every run we tried collapsed to
-  a single blob within 1500-3000 steps (diversity 0.04-0.07, k_t stuck near
-  0; also with lambda_k 0.01/0.05, beta_1 0.5, skip, lr 5e-4, h 16/64), as
-  users report for BEGAN on MNIST (carpedm20/BEGAN-tensorflow#12). 0.7 gave
-  0.14, 1.0 gave 0.20 with recognisable digits. Use `gamma=0.5` for faces.
+* `gamma=1.0` (paper: 0.5 on faces). The default run with `gamma=0.5`
+  collapses to one blob (diversity 0.05, k_t 0.007 after 4000 steps), and so
+  did every 0.5 variant we tried (lambda_k 0.01/0.05, beta_1 0.5, skip,
+  lr 5e-4, h 16/64: 0.04-0.10), as users report for BEGAN on MNIST
+  (carpedm20/BEGAN-tensorflow#12). With 1.0: diversity 0.20, k_t 0.098,
+  recognisable digits; 0.7 gave 0.14. Use `gamma=0.5` for faces.
 * `skip=True`, `beta_1=0.5` (the paper gives no betas), `n=h=32` at 16x16
   (the paper: n=64-128, h=64 at 32-128 px) so 4000 steps fit on 2 cores.
 

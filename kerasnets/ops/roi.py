@@ -293,6 +293,9 @@ def roi_pool(features, boxes, box_indices=None, output_size=7, spatial_scale: fl
     to the largest bin width) answers each row's ``[w_start, w_end)`` maximum with two
     look-ups; a loop over the rows of the tallest bin takes the maximum over rows. Memory
     ``~(1 + log2(max bin width)) x`` the feature map; time ``O(R PH PW C max_bin_h)``.
+    The backward pass recomputes the arg-max positions (same tables, plus int32 position
+    tables) and scatters the upstream gradient there (`unsorted_segment_sum`).
+    Not XLA-compatible (dynamic-size `TensorArray`).
 
     Args:
         features: ``[B, H, W, C]``.
@@ -370,6 +373,11 @@ def _roi_pool(features, boxes, indices, output_size, spatial_scale):
     return out
 
 
+def _select(condition, x, y):
+    """``tf.where(condition, x, y)`` for int tensors as arithmetic (SelectV2 is several times slower on CPU)."""
+    return y + tf.cast(condition, y.dtype) * (x - y)
+
+
 def _max_over_bins(features, indices, bins, with_argmax: bool):
     """Max (and optionally its flat ``(b*H + h)*W + w`` position, -1 if empty) of every bin.
 
@@ -403,8 +411,7 @@ def _max_over_bins(features, indices, bins, with_argmax: bool):
         shift = tf.bitwise.left_shift(1, j - 1)
         right = shift_left(table, shift)
         if with_argmax:
-            take = right > table  # strict: ties keep the left element
-            table_pos = tf.where(take, shift_left(table_pos, shift), table_pos)
+            table_pos = _select(right > table, shift_left(table_pos, shift), table_pos)  # ties keep the left
         table = tf.maximum(table, right)  # T_j[w] = max(T_{j-1}[w], T_{j-1}[w + 2^(j-1)])
         return j + 1, table, table_pos, values.write(j, table), where.write(j, table_pos)
 
@@ -426,15 +433,14 @@ def _max_over_bins(features, indices, bins, with_argmax: bool):
         a, b = tf.gather(flat_values, ia), tf.gather(flat_values, ib)
         if not with_argmax:  # (tf.where is several times slower than tf.maximum on CPU)
             return tf.maximum(a, b), a
-        take = b > a
-        return tf.where(take, b, a), tf.where(take, tf.gather(flat_where, ib), tf.gather(flat_where, ia))
+        return tf.maximum(a, b), _select(b > a, tf.gather(flat_where, ib), tf.gather(flat_where, ia))
 
     def step(i, acc, acc_pos):
         value, pos = row_max(i)
         if not with_argmax:
             return i + 1, tf.maximum(acc, value), acc_pos
-        take = value > acc  # strict: the earlier row wins ties
-        return i + 1, tf.where(take, value, acc), tf.where(take, pos, acc_pos)
+        # strict: the earlier row wins ties
+        return i + 1, tf.maximum(acc, value), _select(value > acc, pos, acc_pos)
 
     rows = tf.reduce_max(tf.concat([tf.reshape(h_ext, [-1]), [1]], 0))
     acc, acc_pos = row_max(0)

@@ -32,6 +32,8 @@ class MultiLevelRoIAlign(keras.layers.Layer):
     by the `RoIAlign` rules (see that layer for the sampling equations). The output row
     ``r`` always belongs to box ``r``, whatever level it was pooled at. torchvision's
     ``MultiScaleRoIAlign`` is this layer with ``aligned=False, sampling_ratio=2``.
+    Boxes are grouped per level with data-dependent shapes, so the layer does not compile
+    under XLA (``supports_jit = False``).
 
     Args:
         output_size: ``PH`` or ``(PH, PW)``.
@@ -83,8 +85,9 @@ class MultiLevelRoIAlign(keras.layers.Layer):
         if implementation == "crop_and_resize" and sampling_ratio < 1:
             raise ValueError("implementation='crop_and_resize' needs sampling_ratio >= 1")
         self.implementation = implementation
-        uses_crop = implementation == "crop_and_resize" or (implementation == "auto" and sampling_ratio >= 1)
-        self.supports_jit = not uses_crop
+        # Boxes are split by level with dynamic_partition / dynamic_stitch (data-dependent
+        # shapes), which XLA cannot compile, whatever the per-level implementation.
+        self.supports_jit = False
 
     def _split(self, inputs, boxes, box_indices):
         if boxes is not None:

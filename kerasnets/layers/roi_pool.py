@@ -23,7 +23,8 @@ class RoIPool(keras.layers.Layer):
         out[p, q, c] = max_{h_start(p) <= h < h_end(p), w_start(q) <= w < w_end(q)} F[h, w, c]
 
     (same in y), and 0 for an empty bin (a box outside the map). The gradient of each
-    output goes to its arg-max (the first one in row-major order on ties).
+    output goes to its arg-max (the first one in row-major order on ties). Not XLA-compatible
+    (``supports_jit = False``).
 
     Args:
         output_size: ``PH`` or ``(PH, PW)`` (7 for VGG16 Fast R-CNN).
@@ -46,6 +47,7 @@ class RoIPool(keras.layers.Layer):
         super().__init__(**kwargs)
         self.output_size = roi_ops.normalize_output_size(output_size)
         self.spatial_scale = roi_ops._check_scale(spatial_scale)
+        self.supports_jit = False  # dynamic-size TensorArray / while loop in roi_pool
 
     def call(self, inputs, boxes=None, box_indices=None):
         features, boxes, box_indices = split_roi_inputs(inputs, boxes, box_indices)

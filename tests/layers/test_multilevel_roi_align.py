@@ -116,6 +116,7 @@ def test_layer_contract():
     layer = MultiLevelRoIAlign(output_size=2)
     nested = layer([MAPS, boxes.reshape(8, 4), np.repeat([0, 1], 4).astype("int32")])
     np.testing.assert_allclose(nested.numpy().reshape(2, 4, 2, 2, 3), layer([*MAPS, boxes]).numpy(), atol=1e-6)
+    assert layer.supports_jit is False  # dynamic_partition by level
 
 
 def test_bad_arguments_raise():

@@ -116,6 +116,10 @@ def test_layer_contract_flat_and_batched():
     np.testing.assert_array_equal(out.reshape(6, 2, 2, 3), expected)
 
 
+def test_not_marked_xla_compatible():
+    assert RoIPool().supports_jit is False  # dynamic-size TensorArray: Keras must not auto-jit it
+
+
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="box_indices"):
         roi_pool(FEATURES, np.zeros((3, 4), "float32"), None, 2)

@@ -42,7 +42,9 @@ from kerasnets.training.subnet_classification import SubnetConfig, SubnetRecipeB
 
 @dataclasses.dataclass
 class EdgePopupConfig(SubnetConfig):
-    k: float = param(0.5, help="fraction of weights KEPT per layer (the paper's k; repo --prune-rate)", min=0.0, max=1.0)
+    k: float = param(
+        0.5, help="fraction of weights KEPT per layer (the paper's k; repo --prune-rate)", min=0.0, max=1.0
+    )
     learning_rate: float = param(0.1, help="initial SGD lr on the scores, cosine-decayed (reference 0.1)", min=0.0)
 
     def validate(self) -> None:

@@ -46,7 +46,9 @@ from kerasnets.training.subnet_classification import SubnetConfig, SubnetRecipeB
 
 @dataclasses.dataclass
 class SupermaskConfig(SubnetConfig):
-    depth: int = param(2, help="Conv2/4/6/8: 2, 4, 6 or 8 (Conv4/6 at width 0.5 on digits did not learn, see docstring)", min=2, max=8)
+    depth: int = param(
+        2, help="Conv2/4/6/8: 2, 4, 6 or 8 (Conv4/6 at width 0.5 on digits did not learn, see docstring)", min=2, max=8
+    )
     learning_rate: float = param(
         100.0, help="initial SGD lr on the mask logits, cosine-decayed (Zhou example 100, allenai config 200)", min=0.0
     )

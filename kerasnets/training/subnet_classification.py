@@ -294,7 +294,8 @@ class SubnetRecipeBase(Recipe):
         summary["frozen_weights"] = int(sum(np.prod(v.shape) for v in model.subnet.non_trainable_weights))
         if history:
             title = f"{self.name}: Conv{self.config.depth} subnetwork of random weights vs dense"
-            summary["plot"] = plot_subnet_vs_dense(history, os.path.join(run_dir, "plots", "training_curves.png"), title)
+            path = os.path.join(run_dir, "plots", "training_curves.png")
+            summary["plot"] = plot_subnet_vs_dense(history, path, title)
         return summary
 
     # ---------------------------------------------------------------- export

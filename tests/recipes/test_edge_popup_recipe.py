@@ -87,7 +87,9 @@ def test_train_step_is_coupled_l2_on_scores_and_weights_stay():
     w0 = [lyr.kernel.numpy().copy() for lyr in layers]
     with tf.GradientTape() as tape:
         logits = model.subnet(images, training=True)
-        ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=logits))
+        ce = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=logits)
+        )
     grads = tape.gradient(ce, [lyr.scores for lyr in layers])
     expected_l2 = 1e-2 / 2 * sum(float((s.astype("float64") ** 2).sum()) for s in s0)
     logs = model.train_step((images, labels))
@@ -96,7 +98,8 @@ def test_train_step_is_coupled_l2_on_scores_and_weights_stay():
     for lyr, s, w, g in zip(layers, s0, w0, grads):
         np.testing.assert_allclose(lyr.scores.numpy(), s - 0.05 * (g.numpy() + 1e-2 * s), atol=1e-6)
         np.testing.assert_array_equal(lyr.kernel.numpy(), w)
-        assert int(lyr.mask().numpy().sum()) == lyr.kernel.shape.num_elements() - int(0.5 * lyr.kernel.shape.num_elements())
+        n = lyr.kernel.shape.num_elements()
+        assert int(lyr.mask().numpy().sum()) == n - int(0.5 * n)
 
 
 def test_dense_baseline_same_architecture():
@@ -146,7 +149,8 @@ def test_cifar10_offline_with_mock_data(monkeypatch):
     import tensorflow_datasets as tfds
 
     monkeypatch.setattr(tfds.core.splits.SplitDict, "total_num_examples", property(lambda self: 20))
-    recipe = EdgePopupRecipe(tiny_config(data="cifar10", data_dir="/nonexistent-cifar-dir", batch_size=8, baseline=False))
+    config = tiny_config(data="cifar10", data_dir="/nonexistent-cifar-dir", batch_size=8, baseline=False)
+    recipe = EdgePopupRecipe(config)
     with tfds.testing.mock_data(num_examples=20):
         data = recipe.data()
     assert recipe.image_shape() == (32, 32, 3) and data.flip

@@ -69,14 +69,13 @@ def build_and_restore(recipe, run_dir: str, strategy=None):
 class _Progress:
     """One status line: step, rate, key metrics. Redrawn in place on a TTY."""
 
-    def __init__(self, total: int, keys, stream, every: int = 10):
+    def __init__(self, total: int, keys, stream, every: int = 10, start_step: int = 0):
         self.total, self.keys, self.stream, self.every = total, tuple(keys), stream, every
         self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self.t0, self.s0 = time.perf_counter(), None
+        # The rate counts from the first step on (tracing included), not from the first print.
+        self.t0, self.s0 = time.perf_counter(), start_step
 
     def update(self, step: int, logs: dict, force: bool = False):
-        if self.s0 is None:
-            self.s0, self.t0 = step - 1, time.perf_counter()
         if not (self.tty or force or step % self.every == 0 or step == self.total):
             return
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
@@ -134,7 +133,7 @@ def train(recipe, run_dir: str, *, strategy=None, progress_stream=None) -> Train
         return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
 
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard")) if chief else None
-    progress = _Progress(config.steps, recipe.key_metrics, progress_stream, every=config.log_every)
+    progress = _Progress(config.steps, recipe.key_metrics, progress_stream, every=config.log_every, start_step=start_step)
     logs: dict = {}
 
     def save(step):

@@ -79,3 +79,19 @@ def test_layer_contract():
         expected_num_trainable_weights=2,
         expected_num_non_trainable_weights=0,
     )
+
+
+def test_statistic_is_per_replica_under_mirrored_strategy(two_cpu_strategy):
+    """Documented behaviour: each replica compares its examples with its own share of the batch only."""
+    with two_cpu_strategy.scope():
+        layer = MinibatchDiscrimination(num_kernels=3, kernel_dim=2,
+                                        kernel_initializer=keras.initializers.RandomNormal(stddev=0.3, seed=3))
+        layer.build((None, 4))
+    x = np.random.default_rng(5).normal(size=(8, 4)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(8)
+    batch = next(iter(two_cpu_strategy.experimental_distribute_dataset(dataset)))
+    out = two_cpu_strategy.run(tf.function(layer), args=(batch,))
+    halves = [t.numpy() for t in two_cpu_strategy.experimental_local_results(out)]
+    kernel = layer.kernel.numpy().astype("float64")
+    np.testing.assert_allclose(halves[0], _reference(x[:4].astype("float64"), kernel), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(halves[1], _reference(x[4:].astype("float64"), kernel), rtol=1e-5, atol=1e-6)

@@ -62,7 +62,7 @@ def test_registered():
 
 
 def test_one_step_uses_k_t_before_the_update_and_then_moves_it():
-    recipe = BeganRecipe(tiny(lambda_k=0.1, image_size=16, skip=True))  # the default architecture
+    recipe = BeganRecipe(tiny(lambda_k=0.1))
     model = recipe.build_model()
     model.k_t.assign(0.3)
     batch = next(iter(recipe.build_dataset("train")))
@@ -181,7 +181,8 @@ def test_k_t_identical_across_two_replicas_and_follows_the_global_mean(tmp_path,
 def test_celeb_a_loader_offline_with_mock_data(tmp_path):
     import tensorflow_datasets as tfds
 
-    recipe = BeganRecipe(tiny(data="celeb_a", image_size=16, batch_size=4, data_dir=str(tmp_path)))
+    # skip=True: the default architecture, with upsampling, in one joint step below.
+    recipe = BeganRecipe(tiny(data="celeb_a", image_size=16, batch_size=4, data_dir=str(tmp_path), skip=True))
     with tfds.testing.mock_data(num_examples=10):
         batches = list(recipe.build_dataset("train").take(4).as_numpy_iterator())
         (resumed,) = list(recipe.build_dataset("train", start_step=3).take(1).as_numpy_iterator())

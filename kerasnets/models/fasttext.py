@@ -40,6 +40,16 @@ def build_vocabulary(texts, min_count: int = 1, batch_size: int = 4096) -> list[
     return vocab
 
 
+def string_signature(model):
+    """A `serving_default`-style tf.function of `model` on a `tf.string [N]` input."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serving_default(text):
+        return model(text)
+
+    return serving_default
+
+
 class FastTextClassifier(keras.Model):
     """Raw text `[N]` -> class log-probabilities `[N, C]` (see module doc).
 
@@ -80,6 +90,12 @@ class FastTextClassifier(keras.Model):
                 raise ValueError("loss='hs' needs class_counts with one count per class")
             self.output_layer = HierarchicalSoftmax(class_counts, name="hierarchical_softmax")
         self.output_layer.build((None, self.dim))
+
+    @property
+    def _default_save_signature(self):
+        # Keras derives a subclassed model's default SavedModel signature from its float input
+        # dtype; this model's input is text.
+        return string_signature(self)
 
     def feature_ids(self, text):
         """Ragged int64 `[N, None]` rows of the input matrix used by each text."""

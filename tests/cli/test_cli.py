@@ -35,8 +35,9 @@ def _nothing_written(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("train",), "needs recipe=NAME. Valid recipes: began"),
+        (("train",), "needs recipe=NAME. Valid recipes: "),
         (("train", "recipe=begn"), "unknown recipe 'begn'. Did you mean 'began'?"),
+        (("train", "recipe=begn"), "began, bit_flip_attack"),
         (("train", TOY, "stesp=3"), "unknown key 'stesp' for ToyConfig. Did you mean 'steps'?"),
         (("train", TOY, "steps=abc"), "bad value for 'steps': 'abc' (str); expected int"),
         (("train", TOY, "steps=2.5"), "bad value for 'steps': 2.5 (float); expected int"),

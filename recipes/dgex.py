@@ -121,13 +121,24 @@ class DGEXModel(keras.Model):
         x = (tf.cast(landmarks, tf.float32) - self.x_mean) / self.x_scale
         return self.net(x, training=False) * self.y_scale + self.y_mean
 
-    def _monitor_update(self):
-        mae = tf.reduce_mean(tf.abs(self.net(self._monitor_x, training=False) - self._monitor_y))
-        worse = mae > self.last_monitor
-        new_scale = tf.where(worse, tf.maximum(self.lr_scale * self.lr_decay, self.min_lr_scale), self.lr_scale)
-        self.lr_scale.assign(new_scale)
+    def monitor_mae(self):
+        """MAE of the current net on the fixed training monitor subset (standardized units)."""
+        return tf.reduce_mean(tf.abs(self.net(self._monitor_x, training=False) - self._monitor_y))
+
+    def update_learning_rate(self, measure):
+        """If `measure`: lr_scale *= lr_decay (floored) when the monitor MAE rose since the last check.
+
+        Returns the measured MAE, or 0 when not measuring. The assignments sit outside
+        `tf.cond` (a mirrored variable's assign is a cross-replica sync point).
+        """
+        measure = tf.convert_to_tensor(measure)
+        mae = tf.cond(measure, self.monitor_mae, lambda: tf.identity(self.last_monitor))
+        worse = tf.logical_and(measure, mae > self.last_monitor)
+        self.lr_scale.assign(
+            tf.where(worse, tf.maximum(self.lr_scale * self.lr_decay, self.min_lr_scale), self.lr_scale)
+        )
         self.last_monitor.assign(mae)
-        return mae
+        return tf.where(measure, mae, 0.0)
 
     def train_step(self, batch):
         x, y = batch
@@ -144,8 +155,7 @@ class DGEXModel(keras.Model):
         self.optimizer.apply_gradients(zip(grads, variables))
         step = self.optimizer.iterations
         # monitor_mae is 0 on steps that do not measure it (keep monitor_every a multiple of log_every).
-        monitor = tf.cond(tf.equal(step % self.monitor_every, 0), self._monitor_update,
-                          lambda: tf.zeros([], tf.float32))
+        monitor = self.update_learning_rate(tf.equal(step % self.monitor_every, 0))
         return {"loss": loss, "mae": tf.reduce_mean(tf.abs(pred - y)), "monitor_mae": monitor,
                 "learning_rate": self.optimizer.learning_rate * self.lr_scale}
 

@@ -170,23 +170,37 @@ def test_lr_decays_when_monitor_mae_increases():
     recipe = DGEXRecipe(tiny(learning_rate=1e-3, min_learning_rate=5e-4))
     model = recipe.build_model()
     model.last_monitor.assign(0.0)  # any measured MAE is an "increase"
-    assert float(model._monitor_update()) > 0
+    assert float(model.update_learning_rate(True)) > 0
     assert float(model.lr_scale) == pytest.approx(0.9)
     model.last_monitor.assign(0.0)
-    model._monitor_update()
+    model.update_learning_rate(True)
     model.last_monitor.assign(0.0)
-    model._monitor_update()  # 0.9 * 0.9 * 0.9 = 0.729, still above the floor 5e-4 / 1e-3 = 0.5
+    model.update_learning_rate(True)  # 0.9 * 0.9 * 0.9 = 0.729, still above the floor 5e-4 / 1e-3 = 0.5
     assert float(model.lr_scale) == pytest.approx(0.729)
     for _ in range(10):
         model.last_monitor.assign(0.0)
-        model._monitor_update()
+        model.update_learning_rate(True)
     assert float(model.lr_scale) == pytest.approx(0.5)
     model.last_monitor.assign(1e9)  # a decrease keeps the rate
-    model._monitor_update()
+    model.update_learning_rate(True)
     assert float(model.lr_scale) == pytest.approx(0.5)
+    model.lr_scale.assign(1.0)
+    model.last_monitor.assign(0.0)
+    assert float(model.update_learning_rate(False)) == 0.0  # not a monitoring step: nothing changes
+    assert float(model.lr_scale) == 1.0 and float(model.last_monitor) == 0.0
 
 
 def test_registered():
     from kerasnets import registry
 
     assert registry.get("dgex") is DGEXRecipe
+
+
+@pytest.mark.slow
+def test_two_replicas_run(tmp_path):
+    from kerasnets.testing import fresh_mirrored_strategy
+
+    recipe = DGEXRecipe(tiny(steps=20, monitor_every=10, log_every=10, strategy="mirrored"))
+    result = engine.train(recipe, str(tmp_path / "run"), strategy=fresh_mirrored_strategy())
+    assert np.isfinite(result.history[-1]["loss"]) and result.history[-1]["monitor_mae"] > 0
+    assert result.summary["test_mae_dgex"] > 0

@@ -235,3 +235,12 @@ def test_registered():
     from kerasnets import registry
 
     assert registry.get("fasttext") is FastTextRecipe
+
+
+@pytest.mark.slow
+def test_two_replicas_run(tmp_path):
+    from kerasnets.testing import fresh_mirrored_strategy
+
+    recipe = FastTextRecipe(tiny(steps=10, log_every=5, strategy="mirrored"))
+    result = engine.train(recipe, str(tmp_path / "run"), strategy=fresh_mirrored_strategy())
+    assert np.isfinite(result.history[-1]["loss"]) and 0.0 <= result.summary["test_accuracy"] <= 1.0

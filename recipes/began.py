@@ -59,6 +59,7 @@ from kerasnets.losses.boundary_equilibrium import (
 from kerasnets.models.began import build_began_discriminator, build_began_generator, num_downsamplings
 from kerasnets.training.distribute import replica_seed, scale_loss
 from kerasnets.training.recipe import Endpoint, Recipe
+from kerasnets.utils.images import image_grid, save_image
 
 
 @dataclasses.dataclass
@@ -268,29 +269,6 @@ class BeganModel(keras.Model):
 # ------------------------------------------------------------------------------- helpers
 
 
-def image_grid(images, columns=None, pad=1):
-    """`[N, H, W, C]` in [-1, 1] -> one uint8 grid `[rows*(H+pad)+pad, cols*(W+pad)+pad, C]`."""
-    images = np.asarray(images, dtype=np.float32)
-    count, height, width, channels = images.shape
-    columns = columns or int(np.ceil(np.sqrt(count)))
-    rows = int(np.ceil(count / columns))
-    grid = np.full((rows * (height + pad) + pad, columns * (width + pad) + pad, channels), 255, np.uint8)
-    pixels = np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
-    for i in range(count):
-        r, c = divmod(i, columns)
-        top, left = pad + r * (height + pad), pad + c * (width + pad)
-        grid[top : top + height, left : left + width] = pixels[i]
-    return grid
-
-
-def _save_png(grid, path):
-    from PIL import Image
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    array = grid[..., 0] if grid.shape[-1] == 1 else grid
-    Image.fromarray(array).save(path)
-
-
 @functools.lru_cache(maxsize=4)
 def _digits(image_size):
     from kerasnets.data.digits import load_digits
@@ -369,10 +347,11 @@ class BeganRecipe(Recipe):
 
     def sample_grid(self, model):
         images = keras.ops.convert_to_numpy(model.generator(self.fixed_z(), training=False))
-        return image_grid(images)
+        return image_grid(images, value_range=(-1.0, 1.0))
 
     def _write_png(self, step, grid):
-        _save_png(grid, os.path.join(self.run_dir, "samples", f"step_{step:06d}.png"))
+        # Grids of 16x16 digits are tiny: write them enlarged (nearest) so they can be looked at.
+        save_image(grid, os.path.join(self.run_dir, "samples", f"step_{step:06d}.png"), scale=4)
 
     def on_log(self, model, step, writer):
         if step % self.config.sample_every:

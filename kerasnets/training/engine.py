@@ -98,6 +98,8 @@ def train(recipe, run_dir: str, *, strategy=None, progress_stream=None) -> Train
     chief = distribute.is_chief(strategy)
 
     resuming = run_dir_lib.check_resume(run_dir, recipe.name, config)
+    # Hooks (on_log) may write artefacts straight away; only the chief owns the directory.
+    recipe.run_dir = run_dir if chief else None
     if chief:
         run_dir_lib.write_config(run_dir, recipe.name, config)
     # Non-chief workers must take part in saving, into a throwaway directory.

@@ -56,6 +56,8 @@ class Recipe:
 
     def __init__(self, config: RecipeConfig | None = None):
         self.config = config if config is not None else self.config_class()
+        #: Set by the engine before training: the run directory (None on non-chief workers).
+        self.run_dir: str | None = None
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> "keras.Model":

@@ -29,10 +29,15 @@ def image_grid(images, columns: int | None = None, pad: int = 1, value_range=(0.
 
 def save_grid(images, path: str, columns: int | None = None, value_range=(0.0, 1.0), scale: int = 1) -> str:
     """Write an image grid as PNG (parent directories created); `scale` enlarges small images."""
+    return save_image(image_grid(images, columns=columns, value_range=value_range), path, scale=scale)
+
+
+def save_image(image, path: str, scale: int = 1) -> str:
+    """Write one uint8 `[H, W, C]` image (e.g. an `image_grid`) as PNG, enlarged `scale` times."""
     from PIL import Image
 
-    grid = image_grid(images, columns=columns, value_range=value_range)
-    if grid.shape[-1] == 1:
+    grid = np.asarray(image, np.uint8)
+    if grid.ndim == 3 and grid.shape[-1] == 1:
         grid = grid[..., 0]
     picture = Image.fromarray(grid)
     if scale > 1:

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from kerasnets.config import apply_overrides
 from kerasnets.errors import ConfigError, KerasnetsError
-from kerasnets.recipes.began import BeganConfig, BeganRecipe, image_grid
+from kerasnets.recipes.began import BeganConfig, BeganRecipe
+from kerasnets.utils.images import image_grid
 from kerasnets.training import engine
 
 
@@ -101,7 +102,7 @@ def test_fixed_step_halving():
 
 def test_image_grid():
     images = np.stack([np.full((2, 3, 1), -1.0), np.full((2, 3, 1), 1.0), np.zeros((2, 3, 1))]).astype("float32")
-    grid = image_grid(images, columns=2, pad=1)
+    grid = image_grid(images, columns=2, pad=1, value_range=(-1.0, 1.0))
     assert grid.shape == (2 * 3 + 1, 2 * 4 + 1, 1)
     assert grid[1, 1, 0] == 0 and grid[1, 5, 0] == 255 and grid[4, 1, 0] == 128  # -1, 1, 0 -> 0, 255, 127.5
     assert grid[0, 0, 0] == 255  # padding

@@ -40,7 +40,8 @@ from kerasnets.errors import ConfigError
 from kerasnets.models import resnet_cifar
 from kerasnets.saving import register
 from kerasnets.training.distribute import scale_loss
-from kerasnets.training.recipe import Endpoint, Recipe
+from kerasnets.training.classification import classifier_endpoints, single_image_batches
+from kerasnets.training.recipe import Recipe
 
 #: The paper's ResNet-110 warm-up length (iterations at `warmup_learning_rate`).
 PAPER_WARMUP_STEPS = 400
@@ -300,20 +301,10 @@ class ResNetRecipe(Recipe):
         (grey digits: the grey value repeated in the 3 channels).
         """
 
-        def serve(images):
-            logits = model(images, training=False)
-            return {
-                "probabilities": tf.nn.softmax(logits, axis=-1),
-                "classes": tf.argmax(logits, axis=-1, output_type=tf.int32),
-            }
-
-        spec = tf.TensorSpec([None, *self.image_shape()], tf.float32, name="images")
-        return {"serving_default": Endpoint(serve, [spec])}
+        return classifier_endpoints(model, self.image_shape())
 
     def representative_dataset(self, num_samples: int = 64):
-        images = self.data().x_train
-        for i in range(min(num_samples, len(images))):
-            yield {"images": images[i : i + 1]}
+        return single_image_batches(self.data().x_train, num_samples)
 
 
 def plot_training_curves(history, path: str) -> str:

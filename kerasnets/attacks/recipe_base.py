@@ -19,7 +19,8 @@ from kerasnets.config import RecipeConfig, param
 from kerasnets.data import image_classification
 from kerasnets.data.streams import array_dataset, eval_dataset
 from kerasnets.errors import ConfigError
-from kerasnets.training.recipe import Endpoint, Recipe
+from kerasnets.training.classification import classifier_endpoints, single_image_batches
+from kerasnets.training.recipe import Recipe
 
 NUM_CLASSES = 10
 
@@ -105,19 +106,8 @@ class AttackRecipeBase(Recipe):
 
     def export_endpoints(self, model):
         """`serving_default`: `images` float32 [N, H, W, C] in [0, 1] -> `probabilities`, `classes`."""
-        classifier = self.exported_classifier(model)
-
-        def serve(images):
-            logits = classifier(images, training=False)
-            return {
-                "probabilities": tf.nn.softmax(logits, axis=-1),
-                "classes": tf.argmax(logits, axis=-1, output_type=tf.int32),
-            }
-
-        spec = tf.TensorSpec([None, *self.image_shape()], tf.float32, name="images")
-        return {"serving_default": Endpoint(serve, [spec])}
+        return classifier_endpoints(self.exported_classifier(model), self.image_shape())
 
     def representative_dataset(self, num_samples: int = 64):
         (x_tr, _), _ = self.data()
-        for i in range(min(num_samples, len(x_tr))):
-            yield {"images": np.asarray(x_tr[i : i + 1], "float32")}
+        return single_image_batches(np.asarray(x_tr), num_samples)

@@ -98,6 +98,14 @@ def _strip_tf_logs(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.startswith(noise))
 
 
+def _savable(value):
+    """Arrays `np.savez` can write and the child can load without pickle (strings -> bytes)."""
+    array = np.asarray(value)
+    if array.dtype == object or array.dtype.kind == "U":
+        array = np.char.encode(array.astype(str), "utf-8") if array.dtype.kind == "U" else array.astype(np.bytes_)
+    return array
+
+
 def run_saved_model_in_subprocess(path, calls: dict, timeout: float = 600) -> dict:
     """Run signatures of a SavedModel in a fresh Python without kerasnets.
 
@@ -115,7 +123,7 @@ def run_saved_model_in_subprocess(path, calls: dict, timeout: float = 600) -> di
         for i, (signature, inputs) in enumerate(calls.items()):
             names = list(inputs)
             in_path = os.path.join(tmp, f"in{i}.npz")
-            np.savez(in_path, **{f"i{j}": np.asarray(inputs[n]) for j, n in enumerate(names)})
+            np.savez(in_path, **{f"i{j}": _savable(inputs[n]) for j, n in enumerate(names)})
             job["calls"].append(
                 {
                     "signature": signature,

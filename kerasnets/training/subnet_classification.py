@@ -41,7 +41,8 @@ from kerasnets.export.pruned import to_pruned_model
 from kerasnets.layers import _subnet
 from kerasnets.models import conv_subnet
 from kerasnets.training.distribute import scale_loss
-from kerasnets.training.recipe import Endpoint, Recipe
+from kerasnets.training.classification import classifier_endpoints, single_image_batches
+from kerasnets.training.recipe import Recipe
 
 
 @dataclasses.dataclass
@@ -306,19 +307,7 @@ class SubnetRecipeBase(Recipe):
         kernels ``W * mask``), so neither TF Serving nor TFLite needs kerasnets.
         Grey digits: send the grey value repeated in the 3 channels.
         """
-        pruned = to_pruned_model(model.subnet)
-
-        def serve(images):
-            logits = pruned(images, training=False)
-            return {
-                "probabilities": tf.nn.softmax(logits, axis=-1),
-                "classes": tf.argmax(logits, axis=-1, output_type=tf.int32),
-            }
-
-        spec = tf.TensorSpec([None, *self.image_shape()], tf.float32, name="images")
-        return {"serving_default": Endpoint(serve, [spec])}
+        return classifier_endpoints(to_pruned_model(model.subnet), self.image_shape())
 
     def representative_dataset(self, num_samples: int = 64):
-        images = self.data().x_train
-        for i in range(min(num_samples, len(images))):
-            yield {"images": images[i : i + 1]}
+        return single_image_batches(self.data().x_train, num_samples)

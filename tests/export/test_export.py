@@ -543,3 +543,15 @@ def test_report_enforces_tolerance_and_prints_lines(tmp_path):
 def test_importing_export_package_does_not_import_tensorflow():
     code = "import sys, kerasnets.export; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=REPO)
+
+
+def test_string_inputs_cross_to_the_verification_process_without_pickle(tmp_path):
+    import numpy as np
+
+    from kerasnets.export.verify import _savable
+
+    path = tmp_path / "in.npz"
+    np.savez(path, a=_savable(np.array([b"good movie", "caf\u00e9".encode()], dtype=object)), b=_savable(np.array(["x"])))
+    loaded = np.load(path, allow_pickle=False)
+    assert loaded["a"].tolist() == [b"good movie", "caf\u00e9".encode()]
+    assert loaded["b"].tolist() == [b"x"]

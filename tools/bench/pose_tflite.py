@@ -78,7 +78,7 @@ def main(argv=None):
     from kerasnets.training import run_dir as run_dir_lib
 
     if args.run:
-        config = run_dir_lib.load_config(args.run, HRNetRecipe.config_class)
+        config = run_dir_lib.load_config(args.run, HRNetRecipe)
         recipe = HRNetRecipe(config)
         model, step = engine.build_and_restore(recipe, args.run)
     else:

@@ -62,23 +62,15 @@ def celeb_a_train(
 ) -> tf.data.Dataset:
     """Endless batches `[batch_size, S, S, 3]` of the train split, positioned `start_step` batches in.
 
-    Epoch `e` is the split in file order shuffled through a buffer seeded by
-    `(seed, e)`, so the stream is a fixed function of `seed`. A resumed run
-    skips straight to its epoch and then `start_step * batch_size mod N`
-    images into it (reading at most one epoch to get there).
+    The split is shuffled through a seeded buffer, reshuffled each epoch, so the
+    stream is a fixed function of `seed`; a resumed run skips
+    `start_step * batch_size` images (replaying the stream to its position).
     """
     images = _load("train", data_dir, download)
-    num = int(images.cardinality())
-    start = start_step * batch_size
-
-    def epoch(e):
-        return images.shuffle(shuffle_buffer, seed=seed * 1_000_003 + e, reshuffle_each_iteration=False)
-
-    if num > 0:
-        first_epoch, offset = divmod(start, num)
-        ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
-    else:  # unknown size: replay from the start
-        ds = tf.data.Dataset.range(0, 2**62).flat_map(epoch).skip(start)
+    # A seeded shuffle reshuffled each epoch is a fixed stream given `seed` (op-level
+    # seed; a per-epoch tensor seed trips TF's seed handling inside flat_map). A
+    # resumed run replays the stream up to its position.
+    ds = images.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat().skip(start_step * batch_size)
     ds = ds.map(lambda im: preprocess(im, image_size, crop), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 

@@ -1,6 +1,5 @@
 """EdgePopupDense / EdgePopupConv2D: top-k count, frozen weights, straight-through scores, inits."""
 
-import itertools
 import math
 
 import keras
@@ -14,24 +13,7 @@ from kerasnets.layers import _subnet
 from kerasnets.testing import run_layer_test
 
 
-_KEY_BASES = itertools.count(1000)
-
-
-@pytest.fixture
-def two_cpu_strategy():
-    """MirroredStrategy over conftest's 2 logical CPUs with collective keys of its own.
-
-    Each new MirroredStrategy starts its collective keys at the same values and
-    TF caches collective parameters per key for the whole process, so a second
-    strategy can abort with "Shape mismatch in the collective instance 100"
-    (see tests/recipes/test_resnet.py). A base distinct per test module avoids it.
-    """
-    previous = tf.distribute.MirroredStrategy._collective_key_base
-    tf.distribute.MirroredStrategy._collective_key_base = 7919 * next(_KEY_BASES)
-    try:
-        return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    finally:
-        tf.distribute.MirroredStrategy._collective_key_base = previous
+# two_cpu_strategy: the shared fixture in tests/conftest.py (fresh collective keys per test).
 
 
 def _built(layer, shape):

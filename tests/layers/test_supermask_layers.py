@@ -1,6 +1,5 @@
 """SupermaskDense / SupermaskConv2D: Bernoulli(sigmoid) mask, straight-through gradient, eval masks, noise."""
 
-import itertools
 
 import keras
 import numpy as np
@@ -13,24 +12,7 @@ from kerasnets.testing import run_layer_test
 from kerasnets.training.distribute import replica_id
 
 
-_KEY_BASES = itertools.count(2000)
-
-
-@pytest.fixture
-def two_cpu_strategy():
-    """MirroredStrategy over conftest's 2 logical CPUs with collective keys of its own.
-
-    Each new MirroredStrategy starts its collective keys at the same values and
-    TF caches collective parameters per key for the whole process, so a second
-    strategy can abort with "Shape mismatch in the collective instance 100"
-    (see tests/recipes/test_resnet.py). A base distinct per test module avoids it.
-    """
-    previous = tf.distribute.MirroredStrategy._collective_key_base
-    tf.distribute.MirroredStrategy._collective_key_base = 7919 * next(_KEY_BASES)
-    try:
-        return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    finally:
-        tf.distribute.MirroredStrategy._collective_key_base = previous
+# two_cpu_strategy: the shared fixture in tests/conftest.py (fresh collective keys per test).
 
 
 def _logit(p):

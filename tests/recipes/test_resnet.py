@@ -1,6 +1,5 @@
 """ResNet recipe: schedule, loss and update rule against hand computation; tiny runs through the engine."""
 
-import itertools
 import os
 
 import numpy as np
@@ -13,25 +12,7 @@ from kerasnets.recipes.resnet import ResNetConfig, ResNetRecipe, StepDecayWithWa
 from kerasnets.training import engine
 
 
-_KEY_BASES = itertools.count(1)
-
-
-@pytest.fixture
-def two_cpu_strategy():
-    """conftest's MirroredStrategy over the 2 logical CPUs, with its own collective keys.
-
-    Every new MirroredStrategy starts its collective group/instance keys at the
-    same values, and TF caches collective parameters per key for the whole
-    process: a second strategy whose first all-reduce has another shape aborts
-    with "Shape mismatch in the collective instance 100". TF's own tests set
-    `_collective_key_base` per strategy for this reason.
-    """
-    previous = tf.distribute.MirroredStrategy._collective_key_base
-    tf.distribute.MirroredStrategy._collective_key_base = 7919 * next(_KEY_BASES)
-    try:
-        return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    finally:
-        tf.distribute.MirroredStrategy._collective_key_base = previous
+# two_cpu_strategy: the shared fixture in tests/conftest.py (fresh collective keys per test).
 
 
 def tiny_config(**overrides):

@@ -16,3 +16,4 @@ from kerasnets.layers.multilevel_roi_align import MultiLevelRoIAlign  # noqa: E4
 from kerasnets.layers.bounded_perturbation import BoundedPerturbation  # noqa: E402
 from kerasnets.layers.hierarchical_softmax import HierarchicalSoftmax  # noqa: E402
 from kerasnets.layers.soft_attention import SoftAttention  # noqa: E402
+from kerasnets.layers.temporal_conv_block import TemporalConvBlock  # noqa: E402

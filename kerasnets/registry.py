@@ -36,6 +36,7 @@ BUILTIN_RECIPES: dict[str, str] = {
     "improved_gan": "kerasnets.recipes.improved_gan:ImprovedGanRecipe",
     "lbfgs_attack": "kerasnets.recipes.lbfgs_attack:LBFGSAttackRecipe",
     "resnet": "kerasnets.recipes.resnet:ResNetRecipe",
+    "ssd": "kerasnets.recipes.ssd:SSDRecipe",
     "supermask": "kerasnets.recipes.supermask:SupermaskRecipe",
 }
 

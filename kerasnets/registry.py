@@ -38,6 +38,7 @@ BUILTIN_RECIPES: dict[str, str] = {
     "resnet": "kerasnets.recipes.resnet:ResNetRecipe",
     "ssd": "kerasnets.recipes.ssd:SSDRecipe",
     "supermask": "kerasnets.recipes.supermask:SupermaskRecipe",
+    "videopose3d": "kerasnets.recipes.videopose3d:VideoPose3DRecipe",
 }
 
 

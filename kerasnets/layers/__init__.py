@@ -17,3 +17,4 @@ from kerasnets.layers.bounded_perturbation import BoundedPerturbation  # noqa: E
 from kerasnets.layers.hierarchical_softmax import HierarchicalSoftmax  # noqa: E402
 from kerasnets.layers.soft_attention import SoftAttention  # noqa: E402
 from kerasnets.layers.temporal_conv_block import TemporalConvBlock  # noqa: E402
+from kerasnets.layers.reflection_padding1d import ReflectionPadding1D  # noqa: E402

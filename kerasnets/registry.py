@@ -30,6 +30,7 @@ BUILTIN_RECIPES: dict[str, str] = {
     "bit_flip_attack": "kerasnets.recipes.bit_flip_attack:BitFlipAttackRecipe",
     "dgex": "kerasnets.recipes.dgex:DGEXRecipe",
     "edge_popup": "kerasnets.recipes.edge_popup:EdgePopupRecipe",
+    "fast_rcnn": "kerasnets.recipes.fast_rcnn:FastRCNNRecipe",
     "fasttext": "kerasnets.recipes.fasttext:FastTextRecipe",
     "gat": "kerasnets.recipes.gat:GATRecipe",
     "hrnet": "kerasnets.recipes.hrnet:HRNetRecipe",

@@ -194,7 +194,10 @@ class ProposalCache:
     serves proposals of other images.
 
     Args:
-        path: `.npz` file (its folder is created), or `None` for no file.
+        path: `.npz` file (its folder is created); or an existing folder /
+            a path ending in `/`, where the file is named after the
+            fingerprint (`selective_search_<hash>.npz`, so several data sets
+            share one folder); or `None` for no file.
         mode, max_proposals, min_size, seed: `selective_search` parameters.
     """
 
@@ -205,11 +208,21 @@ class ProposalCache:
         self.path = None if path is None else os.fspath(path)
         self.params = {"mode": mode, "max_proposals": max_proposals, "min_size": float(min_size), "seed": int(seed)}
 
+    def file_for(self, examples: Sequence[dict]) -> str | None:
+        """The `.npz` path used for `examples` (None without a cache path)."""
+        if self.path is None:
+            return None
+        if self.path.endswith(("/", os.sep)) or os.path.isdir(self.path):
+            name = f"selective_search_{_fingerprint(examples, self.params)[:24]}.npz"
+            return os.path.join(self.path, name)
+        return self.path
+
     def load(self, examples: Sequence[dict]) -> list[np.ndarray] | None:
         """The cached proposals of `examples`, or None if the file is missing or for other images."""
-        if self.path is None or not os.path.exists(self.path):
+        path = self.file_for(examples)
+        if path is None or not os.path.exists(path):
             return None
-        with np.load(self.path) as data:
+        with np.load(path) as data:
             if str(data["fingerprint"]) != _fingerprint(examples, self.params):
                 return None
             boxes, offsets = data["boxes"], data["offsets"]
@@ -221,11 +234,12 @@ class ProposalCache:
         if cached is not None:
             return cached
         proposals = [selective_search(ex["image"], **self.params) for ex in examples]
-        if self.path is not None:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        path = self.file_for(examples)
+        if path is not None:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             offsets = np.concatenate([[0], np.cumsum([len(p) for p in proposals])]).astype(np.int64)
             boxes = np.concatenate(proposals, axis=0) if proposals else np.zeros((0, 4), np.float32)
-            tmp = self.path + ".tmp.npz"
+            tmp = f"{path}.{os.getpid()}.tmp.npz"
             np.savez(tmp, boxes=boxes, offsets=offsets, fingerprint=np.array(_fingerprint(examples, self.params)))
-            os.replace(tmp, self.path)
+            os.replace(tmp, path)
         return proposals

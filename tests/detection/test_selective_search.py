@@ -1,5 +1,6 @@
 """Selective-search proposals (kerasnets.data.proposals): format, determinism, recall, cache."""
 
+import os
 import subprocess
 import sys
 
@@ -86,6 +87,11 @@ def test_cache_round_trip_and_fingerprint(tmp_path):
     # other images or other parameters: the file is not used
     assert proposals.ProposalCache(path, max_proposals=20).load(shapes.generate_shapes(3, image_size=64, seed=1)) is None
     assert proposals.ProposalCache(path, max_proposals=10).load(examples) is None
+    # a folder: one file per fingerprint
+    folder = proposals.ProposalCache(str(tmp_path / "cache") + "/", max_proposals=20)
+    folder(examples)
+    assert folder.file_for(examples).startswith(str(tmp_path / "cache")) and os.path.exists(folder.file_for(examples))
+    assert len(os.listdir(tmp_path / "cache")) == 1
 
 
 def test_pad_and_jitter():

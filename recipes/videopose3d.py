@@ -299,7 +299,9 @@ class VideoPose3DRecipe(Recipe):
                 subjects = tuple(s for s in c.train_subjects if s not in c.labelled_subjects)
             else:
                 raise ValueError(f"split must be 'labelled', 'unlabelled' or 'test', got {split!r}")
-            self._splits[split] = human36m.camera_sequences(self.motion_data(), subjects)
+            # As the reference, S11 "Directions" (corrupted in Human3.6M) is not evaluated.
+            exclude = human36m.CORRUPTED_ACTIONS if split == "test" else ()
+            self._splits[split] = human36m.camera_sequences(self.motion_data(), subjects, exclude=exclude)
         return self._splits[split]
 
     def _windows(self, split):
@@ -405,7 +407,7 @@ class VideoPose3DRecipe(Recipe):
         if cached is not model:
             spec = tf.TensorSpec([None, None, human36m.NUM_JOINTS, 2], tf.float32)
 
-            @tf.function(input_signature=[spec])
+            @tf.function(input_signature=[spec], autograph=False)  # no tensor-dependent Python control flow
             def fn(keypoints_2d):
                 return self.lift(model, keypoints_2d, flip=self.config.flip_test)
 

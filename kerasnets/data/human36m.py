@@ -408,13 +408,23 @@ class Sequence(NamedTuple):
     name: str
 
 
-def camera_sequences(dataset: MotionDataset, subjects) -> list[Sequence]:
-    """Every (subject, action, camera) of `subjects` as a `Sequence` (camera space, normalised 2-D)."""
+#: (subject, action) pairs VideoPose3D leaves out of evaluation: S11 "Directions" is corrupted.
+CORRUPTED_ACTIONS = (("S11", "Directions"),)
+
+
+def camera_sequences(dataset: MotionDataset, subjects, exclude=()) -> list[Sequence]:
+    """Every (subject, action, camera) of `subjects` as a `Sequence` (camera space, normalised 2-D).
+
+    `exclude`: (subject, action) pairs to leave out (e.g. `CORRUPTED_ACTIONS`).
+    """
     out = []
+    skip = {tuple(pair) for pair in exclude}
     for subject in subjects:
         if subject not in dataset.positions_3d:
             raise ValueError(f"subject {subject!r} not in the data set (has {sorted(dataset.positions_3d)})")
         for action in sorted(dataset.positions_3d[subject]):
+            if (subject, action) in skip:
+                continue
             world = dataset.positions_3d[subject][action]
             for c_idx, camera in enumerate(dataset.cameras[subject]):
                 cam_space = cam_ops.world_to_camera(world, camera.orientation, camera.translation)

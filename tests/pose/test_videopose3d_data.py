@@ -52,6 +52,7 @@ def test_camera_sequences_are_root_relative_and_consistent(tiny):
     np.testing.assert_allclose(proj, s.keypoints_2d, atol=1e-5)
     with pytest.raises(ValueError, match="not in the data set"):
         h36m.camera_sequences(tiny, ["S5"])
+    assert len(h36m.camera_sequences(tiny, ["S1"], exclude=[("S1", "Motion2")])) == 4
 
 
 def test_videopose3d_npz_round_trip(tmp_path, tiny):

@@ -97,13 +97,19 @@ def test_tiny_semi_supervised_run(tmp_path):
     assert "trajectory_mpjpe_mm" in result.summary
 
 
-@pytest.mark.slow
-def test_h36m_npz_data_trains(tmp_path):
+def test_h36m_npz_data_feeds_the_recipe(tmp_path):
     data = h36m.synthetic_dataset(("S1", "S5", "S9"), actions_per_subject=1, num_frames=40, seed=9)
     h36m.write_videopose3d(str(tmp_path / "h36m"), data, source="cpn_ft_h36m_dbb")
-    recipe = VideoPose3DRecipe(VideoPose3DConfig(steps=4, data="h36m", data_dir=str(tmp_path / "h36m"), **TINY))
-    result = engine.train(recipe, str(tmp_path / "run"))
-    assert result.summary["test_frames"] == 4 * 40 and np.isfinite(result.summary["mpjpe_mm"])
+    recipe = VideoPose3DRecipe(VideoPose3DConfig(data="h36m", data_dir=str(tmp_path / "h36m"), **TINY))
+    assert len(recipe.sequences("labelled")) == 2 * 4 and len(recipe.sequences("test")) == 4
+    expected = h36m.camera_sequences(data, ["S9"])
+    np.testing.assert_allclose(recipe.sequences("test")[2].pose_3d, expected[2].pose_3d, atol=1e-5)
+    np.testing.assert_allclose(recipe.sequences("test")[2].keypoints_2d, expected[2].keypoints_2d, atol=1e-6)
+    batch = next(iter(recipe.build_dataset("train")))
+    assert batch["windows"].shape == (32, 9, 17, 2)
+    missing = VideoPose3DRecipe(VideoPose3DConfig(data="h36m", data_dir=str(tmp_path / "nowhere"), **TINY))
+    with pytest.raises(FileNotFoundError, match="data_3d_h36m.npz"):
+        missing.sequences("test")
 
 
 @pytest.mark.slow
@@ -125,3 +131,17 @@ def test_export_savedmodel_and_tflite_round_trip(tmp_path):
     sample = next(recipe.representative_dataset(1))
     tfl = run_tflite(report.tflite["tflite"], sample)
     assert tfl["joints_3d"].shape == sample["keypoints_2d"].shape[:-1] + (3,)
+
+
+@pytest.mark.slow
+def test_two_replicas(tmp_path, two_cpu_strategy):
+    """MirroredStrategy: BN statistics and the annealed momentum (mean-aggregated) update on 2 replicas."""
+    config = VideoPose3DConfig(steps=4, seed=4, epoch_steps=2, eval_max_sequences=1,
+                               **{**TINY, "strategy": "mirrored"})  # fmt: skip
+    recipe = VideoPose3DRecipe(config)
+    result = engine.train(recipe, str(tmp_path / "run"), strategy=two_cpu_strategy)
+    assert all(np.isfinite(v) for v in result.final_logs.values())
+    block = vp.temporal_blocks(result.model.pose_model)[1]
+    # Annealed momentum in epoch 1 of 2 (2 steps per epoch): PyTorch 0.1 exp(-1/2 ln 100) = 0.01 -> Keras 0.99.
+    assert float(block.bn_momentum.numpy()) == pytest.approx(0.99, abs=1e-6)
+    assert np.isfinite(result.summary["mpjpe_mm"])

@@ -34,6 +34,8 @@ class RoIPool(keras.layers.Layer):
         inputs: ``[features, boxes]`` with batched boxes ``[B, N, 4]``, or
             ``[features, boxes, box_indices]`` with boxes ``[R, 4]`` and int ``box_indices [R]``.
             ``features``: ``[B, H, W, C]`` (NHWC). Also ``layer(features, boxes, box_indices)``.
+        training: in training the forward pass keeps each bin's arg-max for the backward
+            pass (same outputs; faster forward+backward, slower forward alone).
 
     Returns:
         ``[R, PH, PW, C]`` or ``[B, N, PH, PW, C]``.
@@ -49,9 +51,10 @@ class RoIPool(keras.layers.Layer):
         self.spatial_scale = roi_ops._check_scale(spatial_scale)
         self.supports_jit = False  # dynamic-size TensorArray / while loop in roi_pool
 
-    def call(self, inputs, boxes=None, box_indices=None):
+    def call(self, inputs, boxes=None, box_indices=None, training=None):
         features, boxes, box_indices = split_roi_inputs(inputs, boxes, box_indices)
-        return roi_ops.roi_pool(features, boxes, box_indices, self.output_size, self.spatial_scale)
+        return roi_ops.roi_pool(features, boxes, box_indices, self.output_size, self.spatial_scale,
+                                training=training is True)
 
     def compute_output_shape(self, inputs_shape, boxes_shape=None, box_indices_shape=None):
         features_shape, boxes_shape, _ = split_roi_inputs(inputs_shape, boxes_shape, box_indices_shape)

@@ -276,7 +276,8 @@ def round_half_away_from_zero(x):
     return tf.sign(x) * tf.floor(tf.abs(x) + 0.5)
 
 
-def roi_pool(features, boxes, box_indices=None, output_size=7, spatial_scale: float = 1.0):
+def roi_pool(features, boxes, box_indices=None, output_size=7, spatial_scale: float = 1.0,
+             training: bool = False):
     """RoI max pooling (Girshick 2015) with Caffe / ``torchvision.ops.roi_pool`` quantization.
 
     With ``round`` = half away from zero::
@@ -289,12 +290,16 @@ def roi_pool(features, boxes, box_indices=None, output_size=7, spatial_scale: fl
 
     The gradient goes to the arg-max of each bin (first in row-major order on ties).
 
-    Implementation: a 1-D sparse table along x (``T_j[w] = max F[w : w + 2^j]``, built up
-    to the largest bin width) answers each row's ``[w_start, w_end)`` maximum with two
-    look-ups; a loop over the rows of the tallest bin takes the maximum over rows. Memory
-    ``~(1 + log2(max bin width)) x`` the feature map; time ``O(R PH PW C max_bin_h)``.
-    The backward pass recomputes the arg-max positions (same tables, plus int32 position
-    tables) and scatters the upstream gradient there (`unsorted_segment_sum`).
+    Implementation: a 2-D sparse table (``T[i, j][h, w] = max F[h : h + 2^i, w : w + 2^j]``,
+    levels up to the tallest / widest bin) answers every bin with four look-ups of whole
+    channel rows; above `MAX_TABLE_ELEMENTS` the row levels are capped and a loop takes the
+    bins in bands of rows. Memory ``~(1 + log2 max bin h)(1 + log2 max bin w) x`` the feature
+    map. The arg-max travels with the value as one int64 key (value bits, then the
+    complemented position), so the same max finds the first maximum in row-major order. With
+    ``training=True`` the forward pass runs on the keys and keeps the arg-max for the backward
+    pass (what a training step wants); otherwise the forward pass takes the cheaper float max
+    and the backward pass, if any, recomputes the arg-max. The gradient is a weighted
+    ``bincount`` of the upstream values at the arg-max positions.
     Not XLA-compatible (dynamic-size `TensorArray`).
 
     Args:
@@ -303,6 +308,7 @@ def roi_pool(features, boxes, box_indices=None, output_size=7, spatial_scale: fl
         box_indices: ``[R]`` int tensor or ``None`` for batched boxes.
         output_size: ``PH`` or ``(PH, PW)``.
         spatial_scale: image -> feature scale (``1 / stride``).
+        training: keep the forward pass's arg-max for the gradient (same outputs either way).
 
     Returns:
         ``[R, PH, PW, C]`` (or ``[B, N, PH, PW, C]``) in the dtype of ``features``.
@@ -311,7 +317,8 @@ def roi_pool(features, boxes, box_indices=None, output_size=7, spatial_scale: fl
     spatial_scale = _check_scale(spatial_scale)
     features = tf.convert_to_tensor(features)
     flat_boxes, indices, batch = _flatten_boxes(features, boxes, box_indices)
-    out = _roi_pool(_float32(features), tf.stop_gradient(flat_boxes), indices, (ph, pw), spatial_scale)
+    out = _roi_pool(_float32(features), tf.stop_gradient(flat_boxes), indices, (ph, pw), spatial_scale,
+                    training=training is True)  # a symbolic `training` counts as False
     return _unflatten(tf.cast(out, features.dtype), batch)
 
 
@@ -339,7 +346,7 @@ def _floor_log2(n):
     return tf.where(tf.bitwise.left_shift(1, j) > n, j - 1, j)
 
 
-def _roi_pool(features, boxes, indices, output_size, spatial_scale):
+def _roi_pool(features, boxes, indices, output_size, spatial_scale, training=False):
     ph, pw = output_size
     shape = tf.shape(features)
     height, width = shape[1], shape[2]
@@ -351,20 +358,15 @@ def _roi_pool(features, boxes, indices, output_size, spatial_scale):
 
     @tf.custom_gradient
     def pool(fmap):
-        out, _ = _max_over_bins(fmap, indices, bins, with_argmax=False)
+        # Training keeps the arg-max of the forward pass (one int64 pass gives values and
+        # positions); inference computes the cheaper float max and, if differentiated after
+        # all, finds the arg-max again in the backward pass.
+        out, argmax = _max_over_bins(fmap, indices, bins, with_argmax=bool(training))
 
         def grad(upstream):
-            # Recompute which input element won each (RoI, bin, channel) and send the
-            # gradient there (Fast R-CNN's backward; torchvision keeps an argmax buffer).
-            _, argmax = _max_over_bins(fmap, indices, bins, with_argmax=True)
-            fshape = tf.shape(fmap, out_type=tf.int64)
-            channels = fshape[3]
-            winner = tf.cast(argmax, tf.int64) * channels + tf.range(channels)  # into [B*H*W*C]
-            valid = argmax >= 0  # empty bins have no input
-            scattered = tf.math.unsorted_segment_sum(
-                tf.where(valid, upstream, tf.zeros_like(upstream)), tf.where(valid, winner, 0),
-                tf.reduce_prod(fshape))
-            return tf.reshape(scattered, tf.shape(fmap))
+            # Send each bin's gradient to the input element that won it (Fast R-CNN's backward).
+            winners = argmax if argmax is not None else _max_over_bins(fmap, indices, bins, with_argmax=True)[1]
+            return _scatter_to_argmax(upstream, winners, tf.shape(fmap))
 
         return out, grad
 
@@ -373,81 +375,145 @@ def _roi_pool(features, boxes, indices, output_size, spatial_scale):
     return out
 
 
-def _select(condition, x, y):
-    """``tf.where(condition, x, y)`` for int tensors as arithmetic (SelectV2 is several times slower on CPU)."""
-    return y + tf.cast(condition, y.dtype) * (x - y)
+def _scatter_to_argmax(upstream, argmax, shape):
+    """``grad[b, h, w, c] = sum of upstream[r, p, q, c]`` over the bins whose arg-max is ``(b, h, w)``."""
+    channels = shape[3]
+    valid = argmax >= 0  # empty bins have no input
+    upstream = tf.where(valid, upstream, tf.zeros_like(upstream))
+    size = tf.reduce_prod(tf.cast(shape, tf.int64))
+
+    def small():  # weighted bincount: ~3x faster than unsorted_segment_sum on CPU, int32 ids only
+        winner = tf.maximum(argmax, 0) * channels + tf.range(channels)
+        size32 = tf.cast(size, tf.int32)
+        return tf.math.bincount(tf.reshape(winner, [-1]), weights=tf.reshape(upstream, [-1]),
+                                minlength=size32, maxlength=size32, dtype=upstream.dtype)
+
+    def large():
+        winner = tf.cast(tf.maximum(argmax, 0), tf.int64) * tf.cast(channels, tf.int64) + tf.range(
+            tf.cast(channels, tf.int64))
+        return tf.math.unsorted_segment_sum(upstream, winner, size)
+
+    flat = tf.cond(size < 2**31 - 1, small, large)
+    return tf.reshape(flat, shape)
+
+
+# Largest sparse table built before falling back to a loop over bands of rows: 2^26 elements
+# (256 MB of float32 values in the forward pass, 512 MB of int64 keys in the backward pass).
+MAX_TABLE_ELEMENTS = 1 << 26
 
 
 def _max_over_bins(features, indices, bins, with_argmax: bool):
-    """Max (and optionally its flat ``(b*H + h)*W + w`` position, -1 if empty) of every bin.
+    """Max of every bin (0 if empty) and optionally its flat ``(b*H + h)*W + w`` position (-1 if empty).
 
-    A sparse table along x (``T_j[w] = max F[w : w + 2^j]``, levels up to the widest bin)
-    gives the maximum of row ``h`` over ``[w_lo, w_hi)`` as ``max(T_j[w_lo], T_j[w_hi - 2^j])``
-    with ``2^j <= w_hi - w_lo < 2^(j+1)``; a loop over the rows of the tallest bin takes the
-    maximum over rows. Ties keep the left / upper element (strict ``>``), so the position is
-    the first arg-max in row-major order, as in torchvision's scan.
+    The arg-max rides along with the value in one int64 key per element, ``key =
+    sortable(value) * 2^32 + (2^32 - 1 - position)``: the largest key of a bin holds its
+    largest value and, among equal values, the smallest position, i.e. the first maximum in
+    row-major order, which is the element torchvision's scan keeps. So both passes are the
+    same max-reduction (`_sparse_table_max`), on float32 values or on int64 keys.
     """
     h_lo, h_hi, w_lo, w_hi = bins
+    empty = ((h_hi - h_lo)[:, :, None] <= 0) | ((w_hi - w_lo)[:, None, :] <= 0)  # [R, PH, PW]
+    if not with_argmax:
+        out = _sparse_table_max(features, indices, bins)
+        return tf.where(empty[..., None], tf.zeros_like(out), out), None
     shape = tf.shape(features)
+    position = tf.reshape(tf.range(shape[0] * shape[1] * shape[2], dtype=tf.int64), [shape[0], shape[1], shape[2], 1])
+    keys = tf.bitwise.left_shift(tf.cast(_sortable_int(features), tf.int64), 32) + ((1 << 32) - 1 - position)
+    best = _sparse_table_max(keys, indices, bins)
+    argmax = tf.cast((1 << 32) - 1 - tf.bitwise.bitwise_and(best, (1 << 32) - 1), tf.int32)
+    out = _from_sortable_int(tf.cast(tf.bitwise.right_shift(best, 32), tf.int32))
+    return tf.where(empty[..., None], tf.zeros_like(out), out), tf.where(empty[..., None], -1, argmax)
+
+
+def _sortable_int(values):
+    """int32 keys ordered as the float32 `values` (IEEE bits, negatives flipped); -0.0 counts as +0.0."""
+    values = tf.where(tf.equal(values, 0.0), tf.zeros_like(values), tf.cast(values, tf.float32))
+    bits = tf.bitcast(values, tf.int32)
+    return tf.bitwise.bitwise_xor(bits, tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 31), 0x7FFFFFFF))
+
+
+def _from_sortable_int(keys):
+    """Inverse of `_sortable_int` (the flip is an involution)."""
+    bits = tf.bitwise.bitwise_xor(keys, tf.bitwise.bitwise_and(tf.bitwise.right_shift(keys, 31), 0x7FFFFFFF))
+    return tf.bitcast(bits, tf.float32)
+
+
+def _sparse_table_max(table, indices, bins):
+    """``max table[b, h0:h1, w0:w1, c]`` for every (RoI, bin, channel) as ``[R, PH, PW, C]``.
+
+    A 2-D sparse table ``T[i, j][h, w] = max F[h : h + 2^i, w : w + 2^j]`` (levels up to the
+    tallest / widest bin) answers a bin ``[h0, h1) x [w0, w1)`` with four look-ups: the
+    windows of size ``2^i x 2^j`` (``2^i <= h1 - h0 < 2^(i+1)``, same for ``j``) anchored at
+    its four corners cover it exactly (max is idempotent, overlaps don't matter). When the
+    table would exceed `MAX_TABLE_ELEMENTS`, the row levels are capped and a loop takes each
+    bin in bands of rows. Each look-up gathers whole channel rows. Empty bins return garbage.
+    """
+    h_lo, h_hi, w_lo, w_hi = bins
+    shape = tf.shape(table)
     batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
     h_ext, w_ext = h_hi - h_lo, w_hi - w_lo
-    empty = (h_ext[:, :, None] <= 0) | (w_ext[:, None, :] <= 0)  # [R, PH, PW]
 
-    level = _floor_log2(tf.maximum(w_ext, 1))  # [R, PW]
-    num_levels = tf.reduce_max(tf.concat([tf.reshape(level, [-1]), [0]], 0)) + 1
-    if with_argmax:
-        position = tf.reshape(tf.range(batch * height * width), [batch, height, width, 1])
-        position = tf.broadcast_to(position, shape)
-    else:
-        position = tf.zeros([0], tf.int32)  # unused placeholder
+    def num_levels(extent):
+        return _floor_log2(tf.maximum(tf.reduce_max(tf.concat([tf.reshape(extent, [-1]), [1]], 0)), 1)) + 1
 
-    def shift_left(t, shift):  # t[:, :, w + shift], the last column repeated past the edge
-        return tf.concat([t[:, :, shift:, :], tf.repeat(t[:, :, -1:, :], shift, axis=2)], axis=2)
+    levels_w = num_levels(w_ext)
+    affordable = tf.maximum(MAX_TABLE_ELEMENTS // tf.maximum(tf.cast(tf.size(table), tf.int64), 1), 1)
+    levels_h = tf.clip_by_value(tf.minimum(num_levels(h_ext), tf.cast(affordable, tf.int32) // levels_w), 1, 31)
 
-    values = tf.TensorArray(features.dtype, size=num_levels, element_shape=features.shape).write(0, features)
-    where = tf.TensorArray(tf.int32, size=num_levels, infer_shape=False).write(0, position)
+    def shift(t, step, axis):
+        # t[.., h + step, ..] along `axis`, zero past the edge: a window that crosses the edge
+        # is never looked up (bins lie inside the map), so what it holds does not matter.
+        begin = tf.one_hot(axis, tf.rank(t), on_value=step, off_value=0, dtype=tf.int32)
+        padding = tf.stack([tf.zeros_like(begin), begin], axis=1)
+        shifted = tf.pad(tf.slice(t, begin, tf.shape(t) - begin), padding)
+        shifted.set_shape(t.shape)
+        return shifted
 
-    def build(j, table, table_pos, values, where):
-        shift = tf.bitwise.left_shift(1, j - 1)
-        right = shift_left(table, shift)
-        if with_argmax:
-            table_pos = _select(right > table, shift_left(table_pos, shift), table_pos)  # ties keep the left
-        table = tf.maximum(table, right)  # T_j[w] = max(T_{j-1}[w], T_{j-1}[w + 2^(j-1)])
-        return j + 1, table, table_pos, values.write(j, table), where.write(j, table_pos)
+    # x levels: X_j[w] = max(X_{j-1}[w], X_{j-1}[w + 2^(j-1)])
+    xs = tf.TensorArray(table.dtype, size=levels_w, element_shape=table.shape).write(0, table)
 
-    _, _, _, values, where = tf.while_loop(
-        lambda j, *_: j < num_levels, build, (tf.constant(1), features, position, values, where))
-    flat_values = tf.reshape(values.stack(), [-1, channels])  # rows indexed by (level, b, h, w)
-    flat_where = tf.reshape(where.stack(), [-1, channels]) if with_argmax else None
+    def build_x(j, level, xs):
+        level = tf.maximum(level, shift(level, tf.bitwise.left_shift(1, j - 1), 2))
+        return j + 1, level, xs.write(j, level)
 
-    width_j = tf.bitwise.left_shift(1, level)
+    _, _, xs = tf.while_loop(lambda j, *_: j < levels_w, build_x, (tf.constant(1), table, xs))
+    row0 = xs.stack()  # [Lw, B, H, W, C]
+
+    # y levels on top: T_{i,j}[h] = max(T_{i-1,j}[h], T_{i-1,j}[h + 2^(i-1)])
+    ys = tf.TensorArray(table.dtype, size=levels_h, element_shape=row0.shape).write(0, row0)
+
+    def build_y(i, level, ys):
+        level = tf.maximum(level, shift(level, tf.bitwise.left_shift(1, i - 1), 2))  # axis 2 = H
+        return i + 1, level, ys.write(i, level)
+
+    _, _, ys = tf.while_loop(lambda i, *_: i < levels_h, build_y, (tf.constant(1), row0, ys))
+    flat = tf.reshape(ys.stack(), [-1, channels])  # rows indexed by (i, j, b, h, w)
+
+    level_w = _floor_log2(tf.maximum(w_ext, 1))  # [R, PW]
     col_a = tf.clip_by_value(w_lo, 0, width - 1)
-    col_b = tf.clip_by_value(w_hi - width_j, 0, width - 1)
-    plane = (level * batch + indices[:, None]) * height  # [R, PW]: first row of (level, image)
-    h_count = tf.maximum(h_ext, 1)
+    col_b = tf.clip_by_value(w_hi - tf.bitwise.left_shift(1, level_w), 0, width - 1)
+    band = tf.bitwise.left_shift(1, levels_h) - 1  # rows one band of look-ups covers
+    image = indices[:, None, None]
 
-    def row_max(i):
-        row = tf.clip_by_value(h_lo + tf.minimum(i, h_count - 1), 0, height - 1)  # last row repeats
-        base = (plane[:, None, :] + row[:, :, None]) * width  # [R, PH, PW]
-        ia, ib = base + col_a[:, None, :], base + col_b[:, None, :]
-        a, b = tf.gather(flat_values, ia), tf.gather(flat_values, ib)
-        if not with_argmax:  # (tf.where is several times slower than tf.maximum on CPU)
-            return tf.maximum(a, b), a
-        return tf.maximum(a, b), _select(b > a, tf.gather(flat_where, ib), tf.gather(flat_where, ia))
+    def band_max(k):
+        top = h_lo + k * band  # [R, PH]
+        rows = tf.clip_by_value(h_hi - top, 1, band)  # bins with no rows left repeat their last band
+        level_h = _floor_log2(rows)
+        row_a = tf.clip_by_value(tf.minimum(top, h_hi - 1), 0, height - 1)
+        row_b = tf.clip_by_value(row_a + rows - tf.bitwise.left_shift(1, level_h), 0, height - 1)
+        plane = ((level_h[:, :, None] * levels_w + level_w[:, None, :]) * batch + image) * height  # [R, PH, PW]
+        found = None
+        for row in (row_a, row_b):
+            base = (plane + row[:, :, None]) * width
+            for col in (col_a, col_b):
+                value = tf.gather(flat, base + col[:, None, :])
+                found = value if found is None else tf.maximum(found, value)
+        return found
 
-    def step(i, acc, acc_pos):
-        value, pos = row_max(i)
-        if not with_argmax:
-            return i + 1, tf.maximum(acc, value), acc_pos
-        # strict: the earlier row wins ties
-        return i + 1, tf.maximum(acc, value), _select(value > acc, pos, acc_pos)
-
-    rows = tf.reduce_max(tf.concat([tf.reshape(h_ext, [-1]), [1]], 0))
-    acc, acc_pos = row_max(0)
-    _, acc, acc_pos = tf.while_loop(lambda i, *_: i < rows, step, (1, acc, acc_pos))
-    out = tf.where(empty[..., None], tf.zeros_like(acc), acc)
-    argmax = tf.where(empty[..., None], -1, acc_pos) if with_argmax else None
-    return out, argmax
+    num_bands = (tf.reduce_max(tf.concat([tf.reshape(h_ext, [-1]), [1]], 0)) + band - 1) // band
+    _, out = tf.while_loop(lambda k, _: k < num_bands, lambda k, acc: (k + 1, tf.maximum(acc, band_max(k))),
+                           (1, band_max(0)))
+    return out
 
 
 # ---------------------------------------------------------------------------------------

@@ -137,3 +137,53 @@ def test_matches_torchvision_if_installed(spatial_scale):
     if expected is None:
         pytest.skip("torch/torchvision not installed (optional `bench` extra)")
     np.testing.assert_array_equal(roi_pool(FEATURES, boxes, indices, (3, 4), spatial_scale).numpy(), expected)
+
+
+def _argmax_gradient(features, boxes, indices, output_size, spatial_scale, upstream):
+    _, argmax = roi_pool_ref(features, boxes, indices, output_size, spatial_scale)
+    channels = features.shape[-1]
+    expected = np.zeros((int(np.prod(features.shape[:3])), channels))
+    for (r, p, q, c), where in np.ndenumerate(argmax):
+        if where >= 0:
+            expected[where, c] += upstream[r, p, q, c]
+    return expected
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("table_elements", [None, 1])
+def test_ties_go_to_the_first_maximum_in_row_major_order(table_elements, training, monkeypatch):
+    # Few distinct values (as after ReLU / quantization): most bins hold several maxima, and the
+    # first one in row-major order can sit in any of the four look-up windows of the sparse table.
+    # table_elements=1 forces the row-band fallback (one table row level per band). training=True
+    # takes values and arg-max from the int64 keys in the forward pass; False, the float max.
+    from kerasnets.ops import roi as roi_ops
+
+    if table_elements is not None:
+        monkeypatch.setattr(roi_ops, "MAX_TABLE_ELEMENTS", table_elements)
+    rng = np.random.default_rng(11)
+    features = rng.integers(0, 3, (2, 13, 17, 4)).astype("float32")
+    boxes = random_boxes(rng, 40, 13, 17, 1.0)
+    indices = rng.integers(0, 2, len(boxes)).astype("int32")
+    upstream = rng.standard_normal((40, 2, 3, 4)).astype("float32")
+    expected_out, _ = roi_pool_ref(features, boxes, indices, (2, 3), 1.0)
+    expected = _argmax_gradient(features, boxes, indices, (2, 3), 1.0, upstream)
+    f = tf.constant(features)
+    with tf.GradientTape() as tape:
+        tape.watch(f)
+        out = roi_ops.roi_pool(f, boxes, indices, (2, 3), 1.0, training=training)
+        loss = tf.reduce_sum(out * upstream)
+    np.testing.assert_array_equal(out.numpy(), expected_out)
+    np.testing.assert_allclose(tape.gradient(loss, f).numpy().reshape(-1, 4), expected, atol=1e-5)
+
+
+def test_training_mode_gives_the_same_values_on_random_features():
+    # Negative values, -0.0 and +0.0 all round-trip through the int64 keys.
+    features = FEATURES.copy()
+    features[0, :3, :3, 0] = -0.0
+    boxes = random_boxes(RNG, 30, 9, 11, 0.5)
+    indices = RNG.integers(0, 2, len(boxes)).astype("int32")
+    expected, _ = roi_pool_ref(features, boxes, indices, (3, 2), 0.5)
+    out = roi_pool(features, boxes, indices, (3, 2), 0.5, training=True).numpy()
+    np.testing.assert_array_equal(out, expected)
+    layer_out = RoIPool((3, 2), 0.5)([features, boxes, indices], training=True)
+    np.testing.assert_array_equal(np.asarray(layer_out), expected)

@@ -3,7 +3,8 @@
 Default problem (issue 3): features 2x256x64x64 (NHWC for us, NCHW for torch), stride 16
 (a 1024-pixel image), 512 RoIs of 32..800 pixels, 7x7 output, sampling ratio 2, aligned.
 TensorFlow and torch are both limited to 2 threads. Prints the median milliseconds per
-call, forward and forward+backward (gradient w.r.t. the features), torchvision's numbers
+call, forward and forward+backward (gradient w.r.t. the features; RoIPool with
+``training=True`` there, as a training step calls it), torchvision's numbers
 beside ours when torch/torchvision are importable (`pip install kerasnets[bench]`), the
 speed-up (torchvision time / ours) and the max abs difference of the outputs.
 
@@ -37,19 +38,25 @@ def parse_args():
     p.add_argument("--aligned", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall time, or process CPU time (steadier on a machine shared with other jobs)")
     p.add_argument("--extra", action="store_true", help="also time the einsum path (eager graph and XLA)")
     p.add_argument("--torch-worker", default=None, help=argparse.SUPPRESS)  # internal: torch side, own process
     return p.parse_args()
 
 
-def median_ms(fn, repeats):
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def median_ms(fn, repeats, clock="wall"):
     fn()  # warm-up (tracing / compilation)
     fn()
+    now = CLOCK[clock]
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = now()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(now() - start)
     return 1e3 * statistics.median(times)
 
 
@@ -80,7 +87,7 @@ def ours(args, features, boxes, indices):
     ops = {
         "roi_align": lambda f, impl="auto": roi_align(f, bx, ix, args.output, scale, args.sampling,
                                                        bool(args.aligned), impl),
-        "roi_pool": lambda f: roi_pool(f, bx, ix, args.output, scale),
+        "roi_pool": lambda f, training=False: roi_pool(f, bx, ix, args.output, scale, training=training),
     }
     results, outputs = {}, {}
     variants = [("roi_align", "auto", False), ("roi_pool", None, False)]
@@ -90,9 +97,12 @@ def ours(args, features, boxes, indices):
         op = ops[name] if impl is None else (lambda f, op=ops[name], impl=impl: op(f, impl))
 
         fwd = tf.function(op, jit_compile=jit)
+        # RoIPool in training mode keeps the forward pass's arg-max for the backward pass
+        # (what a training step runs); the forward-only column is inference mode.
+        train_op = (lambda f: op(f, training=True)) if name == "roi_pool" else op
 
         @tf.function(jit_compile=jit)
-        def fwd_bwd(f, op=op):
+        def fwd_bwd(f, op=train_op):
             with tf.GradientTape() as tape:
                 tape.watch(f)
                 out = op(f)
@@ -101,8 +111,8 @@ def ours(args, features, boxes, indices):
         label = name if impl in (None, "auto") else f"{name}[{impl}{', XLA' if jit else ''}]"
         outputs.setdefault(name, np.asarray(fwd(feats)))
         results[label] = (
-            median_ms(lambda: fwd(feats).numpy(), args.repeats),
-            median_ms(lambda: fwd_bwd(feats).numpy(), args.repeats),
+            median_ms(lambda: fwd(feats).numpy(), args.repeats, args.clock),
+            median_ms(lambda: fwd_bwd(feats).numpy(), args.repeats, args.clock),
         )
     return results, outputs
 
@@ -155,7 +165,7 @@ def torch_worker(args):
             with torch.no_grad():
                 op(feats)
 
-        results[name] = (median_ms(fwd, args.repeats), median_ms(fwd_bwd, args.repeats))
+        results[name] = (median_ms(fwd, args.repeats, args.clock), median_ms(fwd_bwd, args.repeats, args.clock))
     np.savez(os.path.join(args.torch_worker, "outputs.npz"), **outputs)
     with open(os.path.join(args.torch_worker, "times.json"), "w") as fh:
         json.dump(results, fh)
@@ -170,7 +180,7 @@ def main():
     mine, my_out = ours(args, features, boxes, indices)
     print(f"features {args.batch}x{args.channels}x{args.size}x{args.size}, {args.rois} RoIs, "
           f"{args.output}x{args.output}, sampling {args.sampling}, aligned={bool(args.aligned)}, "
-          f"{args.threads} threads, median of {args.repeats}")
+          f"{args.threads} threads, median {args.clock} time of {args.repeats}")
     header = f"{'op':34s} {'ours fwd':>9s} {'ours f+b':>9s}"
     if theirs:
         header += f" {'tv fwd':>9s} {'tv f+b':>9s} {'x fwd':>7s} {'x f+b':>7s} {'max|diff|':>10s}"

@@ -149,3 +149,18 @@ def test_alignment_and_padding():
     assert vp.output_alignment(model) == 13 and vp.padding_for_sequence(model) == (13, 13)
     causal = vp.build_videopose3d(filter_widths=(3, 3, 3), channels=8, causal=True)
     assert vp.output_alignment(causal) == 26 and vp.padding_for_sequence(causal) == (26, 0)
+
+
+def test_model_keras_file_round_trip(tmp_path):
+    import keras
+
+    model = vp.build_videopose3d(filter_widths=(3, 3), channels=8, causal=True, seed=1)
+    _randomise_bn(model, np.random.default_rng(6))
+    path = str(tmp_path / "vp.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    x = np.random.default_rng(7).normal(size=(1, 12, 17, 2)).astype("float32")
+    np.testing.assert_allclose(np.asarray(restored(x, training=False)), np.asarray(model(x, training=False)), atol=1e-6)
+    assert vp.is_causal(restored) and vp.model_receptive_field(restored) == 9
+    # The strided twin can be rebuilt on the restored layers.
+    assert vp.build_strided_videopose3d(restored).input_shape == (None, 9, 17, 2)

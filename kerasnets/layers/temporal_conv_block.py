@@ -39,7 +39,10 @@ class TemporalConvBlock(keras.layers.Layer):
     momentum 0.1 is 0.9 here) and `epsilon` (PyTorch's 1e-5). The BN momentum
     is a non-trainable scalar weight so a training loop can anneal it
     (VideoPose3D decays PyTorch momentum 0.1 -> 0.001, i.e. 0.9 -> 0.999)
-    with `set_bn_momentum` without retracing.
+    with `set_bn_momentum` without retracing. Batch statistics are over batch
+    and time; the moving variance tracks the biased batch variance (Keras'
+    convention; PyTorch tracks the unbiased one, a factor `n / (n - 1)` that is
+    negligible at the reference's 1024-frame batches).
 
     **Strided mode** (`strided=True` at call time) is the paper's optimised
     single-frame training model: the same kernels applied with stride `k`

@@ -199,11 +199,15 @@ class TwoStageSpec:
     max_detections: int = 100
     heads: tuple = ()  # () | ("mask",) | ("keypoints",)
     num_keypoints: int = 0
+    head_rois: int | None = None  # cap on the mask/keypoint heads' RoIs per image (None: every sampled positive)
 
     @property
     def num_head_rois(self) -> int:
-        """Sampled RoIs that can be positive (`int(512 * 0.25)`): the mask/keypoint heads' batch."""
-        return max(1, int(self.roi_batch_size * self.roi_positive_fraction))
+        """RoIs per image the mask/keypoint heads train on: the `int(512 * 0.25)` slots that can hold
+        positives (positives come first), or fewer with `head_rois` (CPU budget; positives beyond it are
+        skipped by those heads only)."""
+        slots = max(1, int(self.roi_batch_size * self.roi_positive_fraction))
+        return slots if self.head_rois is None else max(1, min(slots, int(self.head_rois)))
 
 
 class TwoStageDetector(keras.Model):
@@ -248,6 +252,10 @@ class TwoStageDetector(keras.Model):
                           canonical_size=spec.canonical_size)
             self.box_pooler = MultiLevelRoIAlign(spec.box_pool_size, name="box_roi_align", **common)
             self.head_pooler = MultiLevelRoIAlign(spec.mask_pool_size, name="mask_roi_align", **common)
+
+    def build(self, input_shape=None):
+        # Sub-models are functional (built at construction); the poolers have no weights.
+        self.built = True
 
     # ----------------------------------------------------------------- pieces
     def preprocess(self, images):

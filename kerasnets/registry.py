@@ -37,6 +37,7 @@ BUILTIN_RECIPES: dict[str, str] = {
     "improved_gan": "kerasnets.recipes.improved_gan:ImprovedGanRecipe",
     "lbfgs_attack": "kerasnets.recipes.lbfgs_attack:LBFGSAttackRecipe",
     "resnet": "kerasnets.recipes.resnet:ResNetRecipe",
+    "show_attend_tell": "kerasnets.recipes.show_attend_tell:ShowAttendTellRecipe",
     "ssd": "kerasnets.recipes.ssd:SSDRecipe",
     "supermask": "kerasnets.recipes.supermask:SupermaskRecipe",
     "videopose3d": "kerasnets.recipes.videopose3d:VideoPose3DRecipe",

@@ -62,7 +62,7 @@ from kerasnets.training.proposal_detection import ProposalDetectionConfig, Propo
 
 @dataclasses.dataclass
 class FastRCNNConfig(ProposalDetectionConfig):
-    steps: int = param(3000, help="SGD iterations (minibatches of batch_size images)", min=1)
+    steps: int = param(2000, help="SGD iterations (minibatches of batch_size images)", min=1)
     batch_size: int = param(2, help="images per minibatch (paper: N = 2)", min=1)
     rois_per_image: int = param(64, help="sampled RoIs per image (paper: R / N = 128 / 2)", min=1)
     foreground_fraction: float = param(0.25, help="share of foreground RoIs (paper: 25 %)", min=0.0, max=1.0)

@@ -36,6 +36,7 @@ BUILTIN_RECIPES: dict[str, str] = {
     "hrnet": "kerasnets.recipes.hrnet:HRNetRecipe",
     "improved_gan": "kerasnets.recipes.improved_gan:ImprovedGanRecipe",
     "lbfgs_attack": "kerasnets.recipes.lbfgs_attack:LBFGSAttackRecipe",
+    "rcnn": "kerasnets.recipes.rcnn:RCNNRecipe",
     "resnet": "kerasnets.recipes.resnet:ResNetRecipe",
     "show_attend_tell": "kerasnets.recipes.show_attend_tell:ShowAttendTellRecipe",
     "ssd": "kerasnets.recipes.ssd:SSDRecipe",

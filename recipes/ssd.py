@@ -39,8 +39,8 @@ no proposal stage. What the recipe does, with the paper's values:
   top 200 per image.
 
 The network (`kerasnets.models.ssd.build_ssd`) is the SSD300 layout (VGG16
-base + extra layers + 3x3 predictors) reduced for CPU training on the 128 x
-128 synthetic shapes; `kerasnets.models.ssd.build_ssd300_vgg16` is the
+base + extra layers + 3x3 predictors) reduced for CPU training on the 96 x
+96 synthetic shapes; `kerasnets.models.ssd.build_ssd300_vgg16` is the
 paper's. Paper results: SSD300 74.3 mAP on VOC2007 test (59 FPS on a Titan
 X), 23.2 AP on COCO test-dev (SSD512: 76.8 / 26.8).
 
@@ -80,11 +80,11 @@ MIN_OVERLAPS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 @dataclasses.dataclass
 class SSDConfig(DetectionConfig):
-    """SSD hyper-parameters; defaults: a reduced SSD on 128x128 shapes (paper values in the help texts)."""
+    """SSD hyper-parameters; defaults: a reduced SSD on 96x96 shapes (paper values in the help texts)."""
 
-    steps: int = param(1500, help="training steps (paper VOC: 60k iterations at batch 32)", min=1)
+    steps: int = param(1200, help="training steps (paper VOC: 60k iterations at batch 32)", min=1)
     batch_size: int = param(32, help="global batch size (paper: 32)", min=1)
-    image_size: int = param(128, help="square input side (paper: 300 or 512)", min=32)
+    image_size: int = param(96, help="square input side (paper: 300 or 512)", min=32)
     data: Literal["shapes", "coco", "tfds"] = param(
         "shapes", help="shapes: embedded synthetic data; coco: COCO-format JSON + images; tfds: coco/2017, voc"
     )

@@ -38,6 +38,7 @@ BUILTIN_RECIPES: dict[str, str] = {
     "lbfgs_attack": "kerasnets.recipes.lbfgs_attack:LBFGSAttackRecipe",
     "rcnn": "kerasnets.recipes.rcnn:RCNNRecipe",
     "resnet": "kerasnets.recipes.resnet:ResNetRecipe",
+    "retarget2d": "kerasnets.recipes.retarget2d:Retarget2DRecipe",
     "show_attend_tell": "kerasnets.recipes.show_attend_tell:ShowAttendTellRecipe",
     "ssd": "kerasnets.recipes.ssd:SSDRecipe",
     "supermask": "kerasnets.recipes.supermask:SupermaskRecipe",

@@ -164,3 +164,20 @@ def test_overfits_a_few_images_and_exports_a_standalone_saved_model(tmp_path):
     gt = recipe.split_data("train")["examples"][0]["boxes"] * 1.5
     best = box_ops.pairwise_iou(got["boxes"][0, :1], gt).numpy().max()
     assert best > 0.5
+
+
+def test_jittered_gt_proposals_option_and_padded_batches(tmp_path):
+    recipe = tiny_recipe(tmp_path, proposals="jittered_gt", max_proposals=20)
+    props = recipe.proposals("train")
+    assert len(props) == 4 and all(p.shape == (20, 4) for p in props)
+    batch = next(iter(recipe.build_dataset("train")))
+    assert batch["proposals"].shape == (2, 20, 4) and batch["num_proposals"].numpy().tolist() == [20, 20]
+    # half of them overlap a ground-truth box
+    ex = recipe.examples("train")[0]
+    best = box_ops.pairwise_iou(ex["boxes"], props[0]).numpy().max(0)
+    assert np.sum(best > 0.3) >= 5
+    # selective search proposals: padded to the longest list, num_proposals counts the real rows
+    ss = tiny_recipe(tmp_path)
+    counts = [len(p) for p in ss.proposals("train")]
+    arrays = ss._padded("train")
+    assert arrays["proposals"].shape[1] == max(counts) and arrays["num_proposals"].tolist() == counts

@@ -42,6 +42,8 @@ BUILTIN_RECIPES: dict[str, str] = {
     "show_attend_tell": "kerasnets.recipes.show_attend_tell:ShowAttendTellRecipe",
     "ssd": "kerasnets.recipes.ssd:SSDRecipe",
     "supermask": "kerasnets.recipes.supermask:SupermaskRecipe",
+    "tcc": "kerasnets.recipes.tcc:TCCRecipe",
+    "tompson": "kerasnets.recipes.tompson:TompsonRecipe",
     "videopose3d": "kerasnets.recipes.videopose3d:VideoPose3DRecipe",
 }
 

@@ -148,7 +148,7 @@ def _place(pose, rng, height, width, truncate):
     return (pts - centre) * unit + target, unit
 
 
-def _background(rng, size_hw):
+def _background(rng, size_hw, noise: float = 0.06):
     """Smooth two-colour gradient plus pixel noise, `[H, W, 3]` float32 in [0, 1]."""
     h, w = size_hw
     yy = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None]
@@ -156,21 +156,27 @@ def _background(rng, size_hw):
     a, b = rng.uniform(0.1, 0.9, size=(2, 3)).astype(np.float32)
     t = xx * np.float32(rng.uniform(-1, 1)) + yy * np.float32(rng.uniform(-1, 1))
     t = ((t - t.min()) / (np.ptp(t) + 1e-6))[..., None]
-    img = a * (1 - t) + b * t + rng.standard_normal(size=(h, w, 3), dtype=np.float32) * np.float32(0.06)
+    img = a * (1 - t) + b * t
+    if noise:
+        img = img + rng.standard_normal(size=(h, w, 3), dtype=np.float32) * np.float32(noise)
     return np.clip(img, 0.0, 1.0)
 
 
-def render(xy, unit, rng, height, width, supersample: int = 2) -> np.ndarray:
-    """Draw a stick figure with joints `xy [17, 2]` (pixels) on a textured background."""
+def render(xy, unit, rng, height, width, supersample: int = 2, noise: float = 0.06, clutter: bool = True) -> np.ndarray:
+    """Draw a stick figure with joints `xy [17, 2]` (pixels) on a textured background.
+
+    `noise` is the background's pixel-noise standard deviation and `clutter`
+    adds random lines (the defaults are the `generate` images').
+    """
     from PIL import Image, ImageDraw
 
     s = supersample
-    bg = _background(rng, (height, width))
+    bg = _background(rng, (height, width), noise)
     bg = np.repeat(np.repeat(bg, s, axis=0), s, axis=1)
     canvas = Image.fromarray((bg * 255).astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
     # Clutter: a few random lines in background colours.
-    for _ in range(rng.integers(2, 6)):
+    for _ in range(rng.integers(2, 6) if clutter else 0):
         p = rng.uniform(0, 1, size=4) * np.array([width, height, width, height]) * s
         col = tuple(int(v) for v in rng.integers(0, 256, size=3))
         draw.line([tuple(p[:2]), tuple(p[2:])], fill=col, width=max(1, int(rng.uniform(0.5, 2.0) * s)))

@@ -18,3 +18,4 @@ from kerasnets.layers.hierarchical_softmax import HierarchicalSoftmax  # noqa: E
 from kerasnets.layers.soft_attention import SoftAttention  # noqa: E402
 from kerasnets.layers.temporal_conv_block import TemporalConvBlock  # noqa: E402
 from kerasnets.layers.reflection_padding1d import ReflectionPadding1D  # noqa: E402
+from kerasnets.layers.mrf_spatial_model import MRFSpatialModel  # noqa: E402

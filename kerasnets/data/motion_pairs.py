@@ -9,9 +9,10 @@ ground truth. This module builds the same kind of data synthetically:
 * **Skeleton** -- the paper's 15 joints (the OpenPose BODY_25 subset, root =
   mid-hip, joint 8). A character is a set of 8 limb-group lengths in metres
   (head/neck, shoulder half-width, upper arm, forearm, spine, pelvis
-  half-width, thigh, shin); left and right share a length. Characters are
-  the base body times a global scale `U(0.75, 1.25)` times a per-group scale
-  `U(0.7, 1.3)` (`sample_bodies`).
+  half-width, thigh, shin; left and right share a length) and a posture
+  (arm rest abduction, stance width, spine and neck lean, added to every
+  motion's angles). Lengths are the base body times a global scale
+  `U(0.75, 1.25)` times a per-group scale `U(0.7, 1.3)` (`sample_bodies`).
 * **Motion** -- joint-angle curves over time (`sample_motions`): ten
   parametric families (walk, run, jump, squat, wave, jumping jacks, kick,
   punch, side step, turning walk), each instance with its own frequency,
@@ -21,9 +22,9 @@ ground truth. This module builds the same kind of data synthetically:
 * **Forward kinematics** (`forward_kinematics`) -- 3-D joints
   `[T, 15, 3]`, z up; the character faces -y (toward the camera), its
   right on -x; the root height puts the lower ankle on the ground (z = 0)
-  plus the motion's jump lift. The same motion on two bodies therefore has
-  identical bone *directions* at every frame (`bone_directions`) and
-  different bone lengths.
+  plus the motion's jump lift. The same motion on two bodies of the same
+  posture therefore has identical bone *directions* at every frame
+  (`bone_directions`) and different bone lengths.
 * **View and projection** (`project`) -- the paper's: a rotation by the
   view angle about the vertical axis, then an orthographic projection on
   (x, z) with the vertical flipped (image y points down), times `unit` =
@@ -155,19 +156,38 @@ def _rz(a):
 # ------------------------------------------------------------------------ bodies
 
 
-def sample_bodies(num: int, seed: int = 0, global_range=(0.75, 1.25), local_range=(0.7, 1.3)) -> np.ndarray:
-    """`[num, 8]` limb-group lengths in metres (`LIMB_GROUP_NAMES` order).
+#: Character posture (radians), added to every motion's angles: the rest pose differs between characters.
+POSTURE_NAMES = ("arm_rest_abd", "stance_abd", "spine_lean", "neck_lean")
+#: Angle channel (index into `ANGLE_NAMES`) and side sign of each posture term's targets.
+_POSTURE_TARGETS = (
+    (("r_shoulder_abd", 1.0), ("l_shoulder_abd", 1.0)),
+    (("r_hip_abd", 1.0), ("l_hip_abd", 1.0)),
+    (("spine_flex", 1.0),),
+    (("neck_flex", 1.0),),
+)
+POSTURE_RANGES = ((0.0, 0.35), (0.0, 0.12), (-0.08, 0.15), (-0.1, 0.25))
+BODY_SIZE = len(BASE_BODY) + len(POSTURE_NAMES)
 
-    `BASE_BODY * U(global_range) * U(local_range)^8`: body height and
+
+def sample_bodies(num: int, seed: int = 0, global_range=(0.75, 1.25), local_range=(0.7, 1.3), posture=True) -> np.ndarray:
+    """`[num, 12]` characters: 8 limb-group lengths in metres (`LIMB_GROUP_NAMES`), then 4 posture angles.
+
+    Lengths: `BASE_BODY * U(global_range) * U(local_range)^8` -- height and
     proportions both vary (the reference's limb-scale augmentation uses the
-    same two factors).
+    same two factors). Posture (`POSTURE_NAMES`, radians, uniform in
+    `POSTURE_RANGES`): arm rest abduction, stance width, spine and neck lean,
+    added to every motion's angles -- Mixamo characters differ in rest pose
+    too, which 2-D limb scaling cannot transfer. `posture=False` zeroes them.
     """
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
     rng = np.random.default_rng([seed, 101])
     g = rng.uniform(*global_range, size=(num, 1))
     local = rng.uniform(*local_range, size=(num, len(BASE_BODY)))
-    return BASE_BODY[None] * g * local
+    pose = np.stack([rng.uniform(lo, hi, size=num) for lo, hi in POSTURE_RANGES], -1)
+    if not posture:
+        pose[:] = 0.0
+    return np.concatenate([BASE_BODY[None] * g * local, pose], -1)
 
 
 def leg_length(body) -> np.ndarray:
@@ -353,7 +373,10 @@ _FK_ORDER = _order()
 
 
 def forward_kinematics(motion: Motion, body) -> np.ndarray:
-    """3-D joints `[T, 15, 3]` (metres, z up) of `motion` performed by `body` (8 limb-group lengths).
+    """3-D joints `[T, 15, 3]` (metres, z up) of `motion` performed by `body`.
+
+    `body`: 8 limb-group lengths, optionally followed by the 4 posture angles
+    of `sample_bodies` (added to the motion's angles).
 
     Rotations compose down the tree (`G_j = G_parent(j) R_j`); a joint sits at
     `p_parent + G_j (length_j * rest_direction_j)`. The root moves by the
@@ -361,11 +384,17 @@ def forward_kinematics(motion: Motion, body) -> np.ndarray:
     lower ankle touches z = 0, plus the motion's lift times the leg length.
     """
     body = np.asarray(body, np.float64)
-    if body.shape != (len(BASE_BODY),):
-        raise ValueError(f"body must hold {len(BASE_BODY)} limb-group lengths, got shape {body.shape}")
-    if np.any(body <= 0):
+    if body.shape not in ((len(BASE_BODY),), (BODY_SIZE,)):
+        raise ValueError(
+            f"body must hold {len(BASE_BODY)} limb-group lengths (+ {len(POSTURE_NAMES)} posture angles), got shape {body.shape}"
+        )
+    if np.any(body[: len(BASE_BODY)] <= 0):
         raise ValueError("body lengths must be positive")
-    angles = np.asarray(motion.angles, np.float64)
+    angles = np.array(motion.angles, np.float64)
+    if body.shape == (BODY_SIZE,):
+        for value, targets in zip(body[len(BASE_BODY) :], _POSTURE_TARGETS):
+            for name, sign in targets:
+                angles[:, ANGLE_NAMES.index(name)] += sign * value
     t = angles.shape[0]
     rot = _local_rotations(angles)
     glob = np.zeros_like(rot)
@@ -531,7 +560,7 @@ def limb_scale_baseline(source2d, target2d) -> np.ndarray:
 
 
 class MotionBank(NamedTuple):
-    """3-D clips of every motion on every body: `joints3d [M, B, T, 15, 3]` (metres), `bodies [B, 8]`,
+    """3-D clips of every motion on every body: `joints3d [M, B, T, 15, 3]` (metres), `bodies [B, 12]`,
     `families [M]`; views are applied at projection time."""
 
     joints3d: np.ndarray

@@ -14,7 +14,8 @@ def test_foot_channels_match_the_reference_layout():
 
 def test_same_motion_on_two_bodies_shares_joint_angles_not_lengths():
     motion = mp.sample_motions(1, 32, seed=3, families=("walk",))[0]
-    bodies = mp.sample_bodies(2, seed=5)
+    bodies = mp.sample_bodies(2, seed=5, posture=False)
+    assert bodies.shape == (2, mp.BODY_SIZE) and np.all(bodies[:, 8:] == 0)
     j1, j2 = mp.forward_kinematics(motion, bodies[0]), mp.forward_kinematics(motion, bodies[1])
     # Same joint angles => same bone directions at every frame ...
     np.testing.assert_allclose(mp.bone_directions(j1), mp.bone_directions(j2), atol=1e-9)
@@ -28,6 +29,24 @@ def test_same_motion_on_two_bodies_shares_joint_angles_not_lengths():
     d1 = j1[-1, mp.ROOT, :2] - j1[0, mp.ROOT, :2]
     d2 = j2[-1, mp.ROOT, :2] - j2[0, mp.ROOT, :2]
     np.testing.assert_allclose(d1 / mp.leg_length(bodies[0]), d2 / mp.leg_length(bodies[1]), atol=1e-9)
+
+
+def test_posture_adds_to_the_motions_angles():
+    motion = mp.sample_motions(1, 16, seed=3, families=("wave",))[0]
+    lengths = mp.BASE_BODY
+    posture = np.array([0.3, 0.1, 0.05, 0.2])
+    moved = mp.forward_kinematics(motion, np.concatenate([lengths, posture]))
+    # The same as the motion with the posture added to its angles by hand.
+    angles = motion.angles.copy()
+    for name, value in (("r_shoulder_abd", 0.3), ("l_shoulder_abd", 0.3), ("r_hip_abd", 0.1), ("l_hip_abd", 0.1),
+                        ("spine_flex", 0.05), ("neck_flex", 0.2)):  # fmt: skip
+        angles[:, mp.ANGLE_NAMES.index(name)] += value
+    by_hand = mp.forward_kinematics(motion._replace(angles=angles), lengths)
+    np.testing.assert_allclose(moved, by_hand, atol=1e-12)
+    assert np.abs(moved - mp.forward_kinematics(motion, lengths)).max() > 0.02
+    bodies = mp.sample_bodies(50, seed=1)
+    for k, (lo, hi) in enumerate(mp.POSTURE_RANGES):
+        assert lo <= bodies[:, 8 + k].min() and bodies[:, 8 + k].max() <= hi
 
 
 def test_different_motions_have_different_angles():

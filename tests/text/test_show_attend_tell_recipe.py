@@ -109,3 +109,19 @@ def test_mentioned_objects_reads_colour_shape_pairs():
     want = {("red", "circle"), ("blue", "square"), ("white", "triangle")}
     assert all(mentioned_objects(c.split()) == want for c in captions_for(objects))
     assert mentioned_objects("a red square above a blue".split()) == {("red", "square")}
+
+
+def test_coco_data_feeds_the_recipe(tmp_path):
+    from test_show_attend_tell_data import _write_coco
+
+    for split in ("train", "val"):
+        _write_coco(tmp_path, split)
+    recipe = ShowAttendTellRecipe(tiny(data="coco", data_dir=str(tmp_path), batch_size=2))
+    assert "giraffe" in recipe.vocabulary().tokens
+    index, tokens = recipe.caption_pairs("val")
+    np.testing.assert_array_equal(index, [0, 0, 1])
+    images, toks = next(iter(recipe.build_dataset("train")))
+    assert images.shape == (2, 16, 16, 3) and toks.shape == (2, 10)
+    val_images, val_tokens = next(iter(recipe.build_dataset("val")))
+    assert val_images.shape == (3, 16, 16, 3)
+    assert recipe.vocabulary().decode(val_tokens[2].numpy()) == "a giraffe standing"

@@ -103,11 +103,11 @@ def sequence_log_prob(model, x, ids):
     return np.where(ids != PAD_ID, picked, 0.0).sum(1)
 
 
-@pytest.mark.parametrize("width", [2, 4])
-def test_beam_scores_are_the_log_probabilities_of_the_returned_captions(width):
+@pytest.mark.parametrize("width,normalize", [(2, False), (4, False), (4, True)])
+def test_beam_scores_are_the_log_probabilities_of_the_returned_captions(width, normalize):
     model, _ = make_model(logit_scale=3.0, seed=2)
     x = images(4, seed=2)
-    ids, alphas, score = model.beam_search(x, max_length=6, beam_width=width)
+    ids, alphas, score = model.beam_search(x, max_length=6, beam_width=width, length_normalize=normalize)
     np.testing.assert_allclose(score.numpy(), sequence_log_prob(model, x, ids.numpy()), atol=1e-4)
     # attention rows of real steps sum to 1, rows after <end> are zero
     sums = alphas.numpy().sum(-1)

@@ -23,7 +23,8 @@ feature map, as the paper's VGG16 conv5_3 / ResNet C4 layouts:
   `kerasnets.layers.RoIAlign`, aligned, sampling ratio 2) -> 2 FC (1024 in
   the paper; `fc_dim`) -> K + 1 class logits and class-specific deltas
   (weights 10, 10, 5, 5). Ground-truth boxes join the proposals; 512 RoIs per
-  image with up to 25 % foreground (IoU >= 0.5), the rest background (< 0.5);
+  image with up to 25 % foreground (IoU >= 0.5), the rest background (< 0.5)
+  (`roi_batch_size`: 128 by default for 128-px images on a CPU);
   Fast R-CNN's multi-task loss `L = L_cls + [u >= 1] smoothL1(t^u - v)`;
 * **approximate joint training** (Sec. 3.2): one SGD step on the sum of the
   four losses, the proposals treated as constants;
@@ -61,7 +62,7 @@ from kerasnets.training.detection import DetectionConfig, DetectionRecipe
 class FasterRCNNConfig(DetectionConfig):
     """Faster R-CNN hyper-parameters: paper defaults, a small CPU backbone, and shapes at 128 px."""
 
-    steps: int = param(1500, help="training steps (paper: 80k/240k iterations on VOC/COCO)", min=1)
+    steps: int = param(1000, help="training steps (paper: 80k/240k iterations on VOC/COCO)", min=1)
     batch_size: int = param(8, help="global batch size (paper: 1-2 images per GPU)", min=1)
     backbone_blocks: tuple[int, ...] = param((1, 1, 1, 1), help="residual blocks in stages 2-5 (ResNet-50: 3,4,6,3)",
                                              min=1)
@@ -82,7 +83,9 @@ class FasterRCNNConfig(DetectionConfig):
     rpn_pre_nms_top_k_test: int = param(1000, help="proposal candidates per level before NMS (test)", min=1)
     rpn_post_nms_top_k_test: int = param(1000, help="proposals kept after NMS (test)", min=1)
     rpn_nms_iou: float = param(0.7, help="NMS IoU threshold of the proposals", min=0.0, max=1.0)
-    roi_batch_size: int = param(512, help="RoIs sampled per image for the box head (paper: 512)", min=1)
+    roi_batch_size: int = param(
+        128, help="RoIs sampled per image for the box head (paper: 512 on 600-1000 px images; 128 for the "
+        "128-px CPU default, where the head dominates the step time)", min=1)
     roi_positive_fraction: float = param(0.25, help="maximum share of foreground RoIs (paper: 25 %)",
                                          min=0.0, max=1.0)
     roi_foreground_iou: float = param(0.5, help="RoI IoU for foreground; below is background", min=0.0, max=1.0)

@@ -42,6 +42,11 @@ speeds, performers, cameras and appearance, 4 labelled phases
 Reference numbers (paper, TCC with ResNet-50 at 224x224; [UNVERIFIED] in the
 project's notes): Pouring -- classification 91.53 %, progress 0.837,
 Kendall's tau 0.864; Penn Action -- 81.35 %, 0.664, 0.701.
+
+Measured here (default config, `kerasnets train recipe=tcc`, 1000 steps,
+128k-parameter embedder, 96 training / 16 validation videos at 32x32): Kendall's
+tau 0.694 (raw pixels: 0.074), phase progression R^2 0.729, phase
+classification 83.7 %; 4.4 CPU-minutes (19 min wall at load ~25).
 """
 
 from __future__ import annotations

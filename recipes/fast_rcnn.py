@@ -37,6 +37,11 @@ its learning rate 0.001 becomes 0.01 here with a short linear warm-up), stride
 results (context, not a claim): VOC 2007 test mAP 66.9 (VGG16, trained on
 VOC07 trainval), 70.0 with VOC 07+12; COCO test-dev AP 19.7 (AP50 35.9).
 
+Measured (default config on shapes, 512 training / 64 validation images at
+128 px, 2000 steps): COCO box AP 0.666, AP50 0.930, AP75 0.817; 21 min of
+training + evaluation plus 10 min of selective search (cached afterwards) on
+a 2-core machine shared with other jobs (load ~25), so not an idle timing.
+
 Serving: selective search is OpenCV code and cannot be inside the SavedModel;
 `serving_default` takes `images` (uint8, any size) **and** `proposals`
 (`[N, P, 4]` xyxy in the input image's pixels) and returns boxes, classes,

@@ -28,6 +28,15 @@ paraphrased captions each (`kerasnets.data.captions.synthetic_captions`);
 into memory (use `max_train` / `max_val`). Horizontal flips are not used:
 they would contradict "left" / "right" in the captions.
 
+Measured default run (embedded, 1000 steps of 64 pairs, 32 x 32 images, small
+CNN -> 8 x 8 x 128 annotations, LSTM 256; 500 validation images with 5
+references each): BLEU-1/2/3/4 greedy 94.7 / 92.8 / 91.6 / 90.5, beam 3
+98.0 / 97.3 / 96.8 / 96.3; captions naming exactly the drawn objects: greedy
+65.0 %, beam 85.6 %; validation NLL 0.236 per token. 321 CPU-seconds for
+training plus evaluation (5.4 CPU-min; 21.7 min wall on the shared,
+overloaded 2-core box). Not comparable with the paper's COCO numbers: the
+embedded captions are templates.
+
 Export: `serving_default(images: uint8 [N, H, W, 3], any H, W)` resizes in the
 graph and returns `captions` (tf.string [N], beam search), `tokens`
 (int32 [N, T]), `log_prob` [N] and `attention` [N, T, H', W'] (zero after

@@ -75,7 +75,11 @@ try:
             finish(3)
         outputs = fn(**{name: tf.constant(value, dtype=specs[name].dtype) for name, value in inputs.items()})
         names = sorted(outputs)
-        np.savez(call["outputs"], **{f"o{i}": outputs[n].numpy() for i, n in enumerate(names)})
+        arrays = {}
+        for i, n in enumerate(names):
+            value = outputs[n].numpy()
+            arrays[f"o{i}"] = value.astype(np.bytes_) if value.dtype == object else value  # tf.string outputs
+        np.savez(call["outputs"], **arrays)
         results[sig] = {"outputs": {n: f"o{i}" for i, n in enumerate(names)}, "inputs": sorted(specs)}
     report["results"] = results
     report["ok"] = True
@@ -164,8 +168,14 @@ def run_saved_model_in_subprocess(path, calls: dict, timeout: float = 600) -> di
         return results
 
 
+def _as_bytes(array):
+    """Object / bytes / str array as a bytes array (str encoded as UTF-8), same shape."""
+    flat = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in np.asarray(array, dtype=object).ravel()]
+    return np.array(flat, dtype=object).reshape(np.shape(array))
+
+
 def output_errors(outputs: dict, expected: dict, where: str = "outputs") -> dict:
-    """Max absolute error per output name (NaN where both are NaN counts as equal)."""
+    """Max absolute error per output name (NaN where both are NaN counts as equal; strings: 0 or inf)."""
     if set(outputs) != set(expected):
         raise VerificationError(f"{where} keys {sorted(outputs)} differ from the expected keys {sorted(expected)}")
     errors = {}
@@ -176,6 +186,9 @@ def output_errors(outputs: dict, expected: dict, where: str = "outputs") -> dict
             raise VerificationError(f"{where}[{name!r}] has shape {got.shape}, expected {want.shape}")
         if got.size == 0:
             errors[name] = 0.0
+            continue
+        if got.dtype.kind in "OSU" or want.dtype.kind in "OSU":  # strings: equal (0) or not (inf)
+            errors[name] = 0.0 if np.array_equal(_as_bytes(got), _as_bytes(want)) else float("inf")
             continue
         got64 = got.astype(np.float64)
         want64 = want.astype(np.float64)

@@ -469,7 +469,9 @@ class Retarget2DRecipe(Recipe):
                 from the source's first root position;
             motion: `[N, T', 30]` the decoder's normalised output.
         The paper's optional Gaussian smoothing (sigma 2 frames) of the
-        output is left to the client.
+        output is left to the client. The same endpoint converts to a float32
+        TFLite model of builtin ops (`format=tflite`, tested); int8 is not
+        tested.
         """
         net = getattr(model, "net", model)
 

@@ -455,7 +455,8 @@ def localize(joints2d):
         local = tf.gather(joints2d - root, list(LOCAL_JOINTS), axis=-2)
         centre = joints2d[..., ROOT, :]
         vel = tf.concat([tf.zeros_like(centre[..., :1, :]), centre[..., 1:, :] - centre[..., :-1, :]], axis=-2)
-        out = tf.concat([local, vel[..., None, :]], axis=-2)
+        # expand_dims, not `[..., None, :]`: a new-axis StridedSlice is not a TFLite builtin.
+        out = tf.concat([local, tf.expand_dims(vel, -2)], axis=-2)
         return tf.reshape(out, tf.concat([tf.shape(out)[:-2], [NUM_CHANNELS]], 0))
     joints2d = np.asarray(joints2d)
     if joints2d.shape[-2:] != (NUM_JOINTS, 2):
@@ -485,7 +486,7 @@ def globalize(motion, start=None):
             centre = centre + tf.expand_dims(start, -2)
         zeros = tf.zeros_like(local[..., :1, :])
         full = tf.concat([local[..., :ROOT, :], zeros, local[..., ROOT:, :]], axis=-2)
-        return full + centre[..., None, :]
+        return full + tf.expand_dims(centre, -2)
     motion = np.asarray(motion)
     if motion.shape[-1] != NUM_CHANNELS:
         raise ValueError(f"motion must have {NUM_CHANNELS} channels, got {motion.shape}")

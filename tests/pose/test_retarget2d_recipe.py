@@ -115,7 +115,7 @@ def test_tiny_training_lowers_the_loss_and_writes_the_demo(tmp_path):
 
 
 @pytest.mark.slow
-def test_export_round_trip_in_a_fresh_process(tmp_path):
+def test_export_round_trip_savedmodel_in_a_fresh_process_and_tflite(tmp_path):
     from kerasnets.export import export_run
 
     recipe = Retarget2DRecipe(tiny())
@@ -123,9 +123,10 @@ def test_export_round_trip_in_a_fresh_process(tmp_path):
     sample = next(recipe.representative_dataset(1))
     # 20 frames: trimmed to 16 in the graph.
     sample = {"source": np.concatenate([sample["source"], sample["source"][:, :4]], 1), **{k: sample[k] for k in ("body", "view")}}
-    report = export_run(recipe, model, formats=("savedmodel",), export_root=str(tmp_path), sample_inputs=sample)
+    report = export_run(recipe, model, formats=("savedmodel", "tflite"), export_root=str(tmp_path), sample_inputs=sample)
     assert set(report.signatures["serving_default"]) == {"source", "body", "view"}
     assert report.max_error("savedmodel") <= 1e-4
+    assert report.max_error("tflite") <= 1e-3  # builtin ops only (MirrorPad, cumsum, ...), float32
     out = recipe.export_endpoints(model)["serving_default"].fn(**{k: v for k, v in sample.items()})
     assert tuple(out["joints"].shape) == (1, 16, 15, 2) and tuple(out["motion"].shape) == (1, 16, 30)
     # The trajectory integrates the decoded root velocity from the source's first root position

@@ -48,7 +48,13 @@ Export: `serving_default` takes uint8 images of any size, with the resize,
 NMS and the mapping of boxes back to the input image inside the graph (TF
 Serving); `fixed_size` (uint8 `[1, S, S, 3]`, letterboxed by the caller) is
 converted to TFLite with builtin ops only, NMS included
-(`NON_MAX_SUPPRESSION_V4`).
+(`NON_MAX_SUPPRESSION_V4`): `kerasnets export recipe=ssd run=... format=tflite`
+(or `tflite-fp16`). Full-integer TFLite cannot hold NMS (and the TF converter's
+int8 calibrator crashes on that graph), so `format=tflite-int8` is not
+supported for `fixed_size`; the `raw` endpoint (all decoded default boxes and
+class probabilities, no NMS) converts to int8 instead:
+`kerasnets.export.tflite.convert_saved_model(saved_model_dir, "tflite-int8",
+"raw", representative_dataset)`, with the NMS done on the device.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ from kerasnets.ops.nms import ssd_postprocess
 from kerasnets.ops.targets import ssd_targets, valid_objects
 from kerasnets.training.detection import DetectionConfig, DetectionRecipe
 from kerasnets.training.distribute import scale_loss
+from kerasnets.training.recipe import Endpoint
 
 #: VGG's per-channel RGB means on 0..255, subtracted by the Caffe SSD.
 PIXEL_MEAN = (123.0, 117.0, 104.0)
@@ -359,3 +366,27 @@ class SSDRecipe(DetectionRecipe):
             score_threshold=c.score_threshold, iou_threshold=c.nms_iou_threshold, max_detections=c.max_detections,
             pre_nms_top_k=c.pre_nms_top_k,
         )
+
+    # ------------------------------------------------------------------ export
+    def export_endpoints(self, model):
+        """The base's `serving_default` and `fixed_size` (NMS inside), plus `raw` for own post-processing.
+
+        `raw`: uint8 `[1, S, S, 3]` letterboxed images -> `boxes [1, A, 4]`
+        (every default box decoded, xyxy input pixels, clipped) and `scores
+        [1, A, K]` (softmax without the background column): no NMS, so it
+        also converts to full-integer TFLite, which cannot hold NMS
+        (`kerasnets.export.tflite.convert_saved_model(dir, "tflite-int8",
+        "raw", ...)`); apply the 0.01 floor, per-class NMS at 0.45 and top 200
+        on the device.
+        """
+        endpoints = super().export_endpoints(model)
+        size = self.config.image_size
+
+        def raw(images):
+            class_logits, box_deltas = model(self.preprocess(images), training=False)
+            boxes = box_ops.decode_boxes(box_deltas, model.default_boxes[None])
+            return {"boxes": box_ops.clip_boxes(boxes, (size, size)),
+                    "scores": tf.nn.softmax(class_logits, axis=-1)[..., 1:]}
+
+        endpoints["raw"] = Endpoint(raw, [tf.TensorSpec([1, *self.image_shape], tf.uint8, "images")])
+        return endpoints

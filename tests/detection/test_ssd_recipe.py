@@ -232,3 +232,25 @@ def test_overfits_a_few_images_then_exports_for_serving_and_tflite(tmp_path):
     assert int(tflite["num_detections"][0]) == int(fixed["num_detections"][0])
     np.testing.assert_allclose(tflite["boxes"], fixed["boxes"].numpy(), atol=1e-3)
     np.testing.assert_array_equal(tflite["classes"], fixed["classes"].numpy())
+
+
+@pytest.mark.slow
+def test_raw_endpoint_converts_to_full_integer_tflite(tmp_path):
+    from kerasnets.export import export_saved_model
+    from kerasnets.export.tflite import convert_saved_model
+    from kerasnets.export.verify import run_tflite
+
+    recipe = SSDRecipe(tiny(stage_widths=(8, 16), stage_depths=(1, 1), top_widths=(16,), fc_width=16,
+                            extra_widths=(16,), num_train_images=8, batch_size=4))
+    model = recipe.build_model()
+    saved = export_saved_model(recipe, model, export_root=str(tmp_path))
+    flatbuffer = convert_saved_model(saved, "tflite-int8", "raw", lambda: recipe.representative_dataset(8))
+    path = tmp_path / "raw_int8.tflite"
+    path.write_bytes(flatbuffer)
+    image = recipe.examples("validation")[0]["image"][None]
+    got = run_tflite(path, {"images": image}, signature="raw")
+    want = {k: v.numpy() for k, v in recipe.export_endpoints(model)["raw"].fn(images=tf.constant(image)).items()}
+    assert got["boxes"].shape == want["boxes"].shape == (1, len(model.default_boxes), 4)
+    assert got["scores"].shape == (1, len(model.default_boxes), 3)
+    np.testing.assert_allclose(got["boxes"], want["boxes"], atol=64 / 16)  # int8 steps of a [0, 64] range
+    np.testing.assert_allclose(got["scores"], want["scores"], atol=0.03)

@@ -50,6 +50,14 @@ paper, not re-checked here): VOC 2007 test mAP 54.2 (AlexNet fc7, fine-tuned),
 58.5 with box regression, 66.0 with VGG16 and box regression; VOC 2010 53.7;
 ILSVRC2013 detection 31.4.
 
+Measured (default config on shapes, 512 training / 64 validation images at
+128 px, 1000 fine-tuning steps, then SVMs and regressors): COCO box AP 0.669,
+AP50 0.811, AP75 0.778; without box regression AP 0.616 (AP50 0.827); with the
+fine-tuned softmax instead of the SVMs (no regression) AP 0.623 -- on this
+data the SVMs do not beat the softmax, unlike the paper's 54.2 vs 50.9.
+21 min of fine-tuning + SVM training + evaluation (proposals cached) on a
+2-core machine shared with other jobs (load ~25), so not an idle timing.
+
 Serving: selective search is OpenCV code and cannot be inside the SavedModel;
 `serving_default` takes `images` (uint8, any size) **and** `proposals`
 (`[N, P, 4]` xyxy in the input image's pixels; see
@@ -79,7 +87,7 @@ REGRESSION_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # R-CNN appendix C: unweighted target
 
 @dataclasses.dataclass
 class RCNNConfig(ProposalDetectionConfig):
-    steps: int = param(2000, help="fine-tuning SGD iterations", min=1)
+    steps: int = param(1000, help="fine-tuning SGD iterations", min=1)
     batch_size: int = param(4, help="images per fine-tuning minibatch", min=1)
     windows_per_image: int = param(32, help="warped windows per image (4 x 32 = the paper's 128)", min=1)
     foreground_fraction: float = param(0.25, help="fine-tuning: share of positive windows (paper 32/128)",

@@ -228,22 +228,29 @@ def test_engine_run_writes_metrics_and_predictions(tmp_path):
         assert "bbox/AP" in json.load(f)
 
 
-@pytest.mark.slow
-def test_serving_endpoint_maps_boxes_back_to_any_input_size(tmp_path):
-    from kerasnets.export import export_run
-
+def test_serving_endpoint_maps_boxes_back_to_any_input_size():
+    """Traced with the exported signature (uint8, any size); the export itself (fresh process without
+    kerasnets) is exercised by tests/detection/test_ssd_recipe.py."""
     recipe = BrightBoxRecipe(tiny_config())
     model = recipe.build_model()
+    endpoints = recipe.export_endpoints(model)
+    assert set(endpoints) == {"serving_default", "fixed_size"}
+    fn, signature = endpoints["serving_default"]
+    assert signature[0].shape.as_list() == [None, None, None, 3] and signature[0].dtype == tf.uint8
+    serve = tf.function(lambda images: fn(images=images), input_signature=signature)
     image = np.zeros((1, 90, 150, 3), np.uint8)
     image[0, 20:50, 30:60] = 255  # a white block: x 30..60, y 20..50
-    report = export_run(recipe, model, formats=("savedmodel",), export_root=str(tmp_path),
-                        sample_inputs={"images": image})
-    assert report.signatures == {"serving_default": ["images"], "fixed_size": ["images"]}
-    fn = recipe.export_endpoints(model)["serving_default"].fn
-    expected = {k: v.numpy() for k, v in fn(images=tf.constant(image)).items()}
-    # 150 px -> 32: scale 32/150, the block becomes x 6.4..12.8 -> whole model pixels 6..13 (blur) -> x 1/scale
-    np.testing.assert_allclose(expected["boxes"][0, 0], [30, 20, 60, 50], atol=150 / 32 + 0.5)
-    assert expected["num_detections"][0] == 1 and expected["classes"][0, 0] == 1
-    # export_run reloaded the SavedModel in a process without kerasnets and compared it on this image.
-    assert set(report.errors["savedmodel"]) == {"boxes", "scores", "classes", "num_detections"}
-    assert report.max_error("savedmodel") <= 1e-5
+    out = {k: v.numpy() for k, v in serve(tf.constant(image)).items()}
+    assert set(out) == {"boxes", "scores", "classes", "num_detections"}
+    # 150 px -> 32: scale 32/150, the block becomes x 6.4..12.8 -> whole model pixels (blur) -> x 1/scale
+    np.testing.assert_allclose(out["boxes"][0, 0], [30, 20, 60, 50], atol=150 / 32 + 0.5)
+    assert out["num_detections"][0] == 1 and out["classes"][0, 0] == 1 and out["classes"].dtype == np.int32
+    tall = np.zeros((2, 200, 40, 3), np.uint8)
+    tall[:, 150:190, 10:30] = 255
+    out = serve(tf.constant(tall))  # another size through the same graph, batch of 2
+    np.testing.assert_allclose(out["boxes"].numpy()[:, 0], [[10, 150, 30, 190]] * 2, atol=200 / 32 + 0.5)
+    fixed = endpoints["fixed_size"]
+    assert fixed.input_signature[0].shape.as_list() == [1, 32, 32, 3]
+    letterboxed, scale = recipe.letterbox(tf.constant(image))
+    np.testing.assert_allclose(fixed.fn(images=letterboxed)["boxes"].numpy()[0, 0] / float(scale),
+                               serve(tf.constant(image))["boxes"].numpy()[0, 0], rtol=1e-5)

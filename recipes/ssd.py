@@ -51,10 +51,9 @@ converted to TFLite with builtin ops only, NMS included
 (`NON_MAX_SUPPRESSION_V4`): `kerasnets export recipe=ssd run=... format=tflite`
 (or `tflite-fp16`). Full-integer TFLite cannot hold NMS (and the TF converter's
 int8 calibrator crashes on that graph), so `format=tflite-int8` is not
-supported for `fixed_size`; the `raw` endpoint (all decoded default boxes and
-class probabilities, no NMS) converts to int8 instead:
-`kerasnets.export.tflite.convert_saved_model(saved_model_dir, "tflite-int8",
-"raw", representative_dataset)`, with the NMS done on the device.
+supported for `fixed_size`; `format=tflite-int8` converts the `raw` endpoint
+instead (all decoded default boxes and class probabilities, no NMS), with the
+0.01 floor / NMS 0.45 / top 200 done on the device.
 """
 
 from __future__ import annotations
@@ -307,6 +306,8 @@ class SSDRecipe(DetectionRecipe):
     summary = "SSD: multi-scale default boxes, 3:1 hard negatives, smooth L1 + softmax CE; COCO AP, TFLite with NMS"
     config_class = SSDConfig
     key_metrics = ("loss", "classification", "box", "learning_rate")
+    #: full-integer TFLite cannot hold the NMS: int8 converts `raw` (NMS on the device).
+    tflite_endpoints = {"tflite-int8": "raw"}
 
     # ------------------------------------------------------------------ data
     def augment(self, batch, seed):

@@ -219,7 +219,7 @@ def export_run(
 
     formats = _normalize_formats(formats)
     limits = dict(TOLERANCES)
-    for fmt, tol in (tolerances or {}).items():
+    for fmt, tol in {**getattr(recipe, "export_tolerances", {}), **(tolerances or {})}.items():
         if fmt not in limits:
             raise ExportArgumentError(f"tolerances: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
         if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
@@ -229,9 +229,10 @@ def export_run(
     endpoints = check_endpoints(recipe.export_endpoints(model))
     serving_fn, serving_sig = endpoints["serving_default"]
     serving_specs = _specs(serving_sig)
-    tflite_name = recipe.tflite_endpoint
-    if tflite_modes and tflite_name not in endpoints:
-        raise ExportError(f"recipe {recipe.name!r}: tflite_endpoint {tflite_name!r} is not among {sorted(endpoints)}")
+    tflite_names = {mode: _tflite_endpoint(recipe, mode) for mode in tflite_modes}
+    for mode, name in tflite_names.items():
+        if name not in endpoints:
+            raise ExportError(f"recipe {recipe.name!r}: the {mode} endpoint {name!r} is not among {sorted(endpoints)}")
 
     # Verification inputs, checked before anything is written.
     if sample_inputs is not None:
@@ -239,8 +240,8 @@ def export_run(
     else:
         serving_inputs = _sample_inputs(recipe, serving_specs, "serving_default")
     calls = {"serving_default": serving_inputs}
-    if tflite_modes and tflite_name != "serving_default":
-        calls[tflite_name] = _sample_inputs(recipe, _specs(endpoints[tflite_name][1]), tflite_name)
+    for name in sorted(set(tflite_names.values()) - {"serving_default"}):
+        calls[name] = _sample_inputs(recipe, _specs(endpoints[name][1]), name)
     expected = _call_endpoint(serving_fn, serving_inputs, serving_specs)
 
     saved_model_dir = export_saved_model(
@@ -257,19 +258,23 @@ def export_run(
     )
     saved_outputs = run_saved_model_in_subprocess(saved_model_dir, calls)
     report.errors["savedmodel"] = output_errors(saved_outputs["serving_default"], expected, "SavedModel outputs")
-    report.output_ranges = {
-        k: (float(np.min(v)), float(np.max(v))) for k, v in expected.items() if np.size(v) and np.isrealobj(v)
+    report.output_ranges = {  # numeric outputs only (not strings)
+        k: (float(np.min(v)), float(np.max(v))) for k, v in expected.items() if np.size(v) and v.dtype.kind in "biuf"
     }
     _enforce(report, "savedmodel")
 
     for mode in tflite_modes:
+        name = tflite_names[mode]
         path = export_tflite(recipe, saved_model_dir, mode)
         report.tflite[mode] = path
-        report.errors[mode] = tflite_output_errors(
-            path, calls[tflite_name], saved_outputs[tflite_name], signature=tflite_name
-        )
+        report.errors[mode] = tflite_output_errors(path, calls[name], saved_outputs[name], signature=name)
         _enforce(report, mode)
     return report
+
+
+def _tflite_endpoint(recipe, mode: str) -> str:
+    pick = getattr(recipe, "tflite_endpoint_for", None)
+    return pick(mode) if pick is not None else recipe.tflite_endpoint
 
 
 def _enforce(report: ExportReport, fmt: str) -> None:

@@ -158,11 +158,11 @@ def convert_saved_model(saved_model_dir, mode, signature_key="serving_default", 
 
 
 def export_tflite(recipe, saved_model_dir, mode, out_path=None, num_calibration_samples=None) -> str:
-    """Convert `recipe.tflite_endpoint` of `saved_model_dir` to a `.tflite` file.
+    """Convert the recipe's TFLite endpoint for `mode` of `saved_model_dir` to a `.tflite` file.
 
     Args:
-        recipe: the recipe that exported the SavedModel (name, `tflite_endpoint`,
-            `representative_dataset` for int8).
+        recipe: the recipe that exported the SavedModel (name, `tflite_endpoint_for(mode)`
+            / `tflite_endpoint`, `representative_dataset` for int8).
         saved_model_dir: a SavedModel version directory from `export_saved_model`.
         mode: `"tflite"` (float32), `"tflite-fp16"` or `"tflite-int8"`.
         out_path: output file; defaults to `default_tflite_path(...)`.
@@ -175,7 +175,8 @@ def export_tflite(recipe, saved_model_dir, mode, out_path=None, num_calibration_
     check_mode(mode)
     if out_path is None:
         out_path = default_tflite_path(recipe.name, saved_model_dir, mode)
-    endpoint = recipe.tflite_endpoint
+    pick = getattr(recipe, "tflite_endpoint_for", None)
+    endpoint = pick(mode) if pick is not None else recipe.tflite_endpoint
     representative = None
     if mode == "tflite-int8":
         specs = signature_inputs(saved_model_dir, endpoint)

@@ -53,6 +53,12 @@ class Recipe:
     key_metrics: ClassVar[tuple[str, ...]] = ("loss",)  # shown in the progress bar
     #: Name of the endpoint converted to TFLite (must have only builtin ops).
     tflite_endpoint: ClassVar[str] = "serving_default"
+    #: Endpoint per TFLite mode where it differs from `tflite_endpoint`, e.g.
+    #: `{"tflite-int8": "raw"}` when post-processing (NMS) cannot be quantized.
+    tflite_endpoints: ClassVar[dict[str, str]] = {}
+    #: Recipe-specific verification tolerances (`{format: atol or None}`), e.g. a looser
+    #: SavedModel bound for outputs in pixels; the caller's `tolerances=` still win.
+    export_tolerances: ClassVar[dict[str, float | None]] = {}
 
     def __init__(self, config: RecipeConfig | None = None):
         self.config = config if config is not None else self.config_class()
@@ -63,6 +69,10 @@ class Recipe:
     def build_model(self) -> "keras.Model":
         """Build the model, its optimizers and recipe state. Called in `strategy.scope()`."""
         raise NotImplementedError
+
+    def tflite_endpoint_for(self, mode: str) -> str:
+        """The endpoint converted for TFLite `mode` (`tflite_endpoints`, else `tflite_endpoint`)."""
+        return self.tflite_endpoints.get(mode, self.tflite_endpoint)
 
     def checkpoint_items(self, model) -> dict[str, Any]:
         """Trackables saved in checkpoints besides the step counter."""

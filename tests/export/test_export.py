@@ -555,3 +555,36 @@ def test_string_inputs_cross_to_the_verification_process_without_pickle(tmp_path
     loaded = np.load(path, allow_pickle=False)
     assert loaded["a"].tolist() == [b"good movie", "caf\u00e9".encode()]
     assert loaded["b"].tolist() == [b"x"]
+
+
+class _PerModeRecipe(ToyClassifierRecipe):
+    """fp16 converts a second endpoint; the recipe loosens its own SavedModel tolerance."""
+
+    tflite_endpoints = {"tflite-fp16": "logits_only"}
+    export_tolerances = {"savedmodel": 0.5}
+
+    def export_endpoints(self, model):
+        endpoints = super().export_endpoints(model)
+        spec = [tf.TensorSpec((None, 8, 8, 1), tf.float32, name="images")]
+        endpoints["logits_only"] = Endpoint(lambda images: {"only": model(images, training=False)}, spec)
+        return endpoints
+
+
+@pytest.mark.slow
+def test_recipe_tolerances_and_per_mode_tflite_endpoint(classifier, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, model = classifier
+    recipe = _PerModeRecipe()
+    report = export.export_run(recipe, model, formats=("tflite-fp16",), export_root=str(tmp_path),
+                               tolerances={"tflite-fp16": 0.1})
+    assert report.tolerances == {"savedmodel": 0.5, "tflite-fp16": 0.1}  # recipe's, then the caller's
+    assert list(Interpreter(model_path=report.tflite["tflite-fp16"]).get_signature_list()) == ["logits_only"]
+    assert set(report.errors["tflite-fp16"]) == {"only"}
+
+    class Missing(_PerModeRecipe):
+        tflite_endpoints = {"tflite-fp16": "nope"}
+
+    with pytest.raises(export.ExportError, match="tflite-fp16 endpoint 'nope'"):
+        export.export_run(Missing(), model, formats=("tflite-fp16",), export_root=str(tmp_path / "x"))
+    assert not os.path.exists(tmp_path / "x")

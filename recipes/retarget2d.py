@@ -42,6 +42,22 @@ in a form comparable to this synthetic set; its comparisons are visual and
 against per-frame 3-D lifting baselines, so no reference number is given
 here.
 
+Measured (default config, seed 0, 1200 steps at batch 32, 730 s wall on 2
+shared CPU cores; 256 held-out pairs per setting, unseen motions and
+bodies; local = root-relative joints, px at 128 px/m):
+
+    setting   model MSE / local px / px    limb-scale baseline MSE / local px / px
+    body      0.195 /  7.8 / 25.2          0.154 /  4.1 /  4.3
+    view      0.219 /  8.2 / 26.3          1.402 / 16.5 / 98.2
+    both      0.223 /  8.2 / 25.9          1.349 / 16.8 / 95.8
+
+The network wins wherever the view changes (6x lower MSE, half the pose
+error); for a body change alone in the same view the synthetic data favours
+the baseline (orthographic projection of the same joint angles: scaled 2-D
+limbs are nearly the truth), and the network's integrated root trajectory
+drifts (px vs local px). With the paper's 11 training bodies instead of 32
+the held-out body MSE was 0.27.
+
 Reference:
     Aberman, Wu, Lischinski, Chen, Cohen-Or. Learning Character-Agnostic
     Motion for Motion Retargeting in 2D. ACM TOG 38(4) (SIGGRAPH 2019),

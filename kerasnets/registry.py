@@ -34,6 +34,7 @@ BUILTIN_RECIPES: dict[str, str] = {
     "faster_rcnn": "kerasnets.recipes.faster_rcnn:FasterRCNNRecipe",
     "fasttext": "kerasnets.recipes.fasttext:FastTextRecipe",
     "gat": "kerasnets.recipes.gat:GATRecipe",
+    "guesswhat": "kerasnets.recipes.guesswhat:GuessWhatRecipe",
     "hrnet": "kerasnets.recipes.hrnet:HRNetRecipe",
     "improved_gan": "kerasnets.recipes.improved_gan:ImprovedGanRecipe",
     "lbfgs_attack": "kerasnets.recipes.lbfgs_attack:LBFGSAttackRecipe",

@@ -169,8 +169,10 @@ class Oracle(keras.Model):
         feats = tf.concat([h, self.category_embedding(category), tf.cast(spatial, h.dtype)], axis=-1)
         return self.out(self.hidden(feats))
 
-    def call(self, question, category, spatial, training=False):
-        return self.logits_from_ids(self.vocab.tokenize(question), category, spatial, training=training)
+    def call(self, inputs, training=False):
+        """`inputs`: dict with `question` `[N]` strings, `category` `[N]` int, `spatial` `[N, 8]`."""
+        return self.logits_from_ids(self.vocab.tokenize(inputs["question"]), inputs["category"], inputs["spatial"],
+                                    training=training)
 
 
 class Guesser(keras.Model):
@@ -212,9 +214,11 @@ class Guesser(keras.Model):
         scores = tf.where(tf.cast(object_mask, tf.bool), scores, NEG)
         return tf.nn.log_softmax(scores, axis=-1)
 
-    def call(self, dialogue, categories, spatial, object_mask, training=False):
-        return self.log_probs_from_ids(self.vocab.tokenize(dialogue), categories, spatial, object_mask,
-                                       training=training)
+    def call(self, inputs, training=False):
+        """`inputs`: dict with `dialogue` `[B]` strings, `categories` `[B, O]`, `spatial` `[B, O, 8]`,
+        `object_mask` `[B, O]` bool."""
+        return self.log_probs_from_ids(self.vocab.tokenize(inputs["dialogue"]), inputs["categories"],
+                                       inputs["spatial"], inputs["object_mask"], training=training)
 
 
 class QuestionGenerator(keras.Model):
@@ -295,9 +299,11 @@ class QuestionGenerator(keras.Model):
         hidden = self.lstm(self._inputs(inputs, scene), mask=inputs != PAD_ID, training=training)
         return self.word_logits(hidden), hidden
 
-    def call(self, dialogue, categories, spatial, object_mask, training=False):
-        ids = self.sequence_ids(dialogue)
-        logits, _ = self.teacher_forced(ids, self.scene_embedding(categories, spatial, object_mask), training)
+    def call(self, inputs, training=False):
+        """Teacher-forced next-token logits; `inputs` as `Guesser.call`."""
+        ids = self.sequence_ids(inputs["dialogue"])
+        scene = self.scene_embedding(inputs["categories"], inputs["spatial"], inputs["object_mask"])
+        logits, _ = self.teacher_forced(ids, scene, training)
         return logits
 
     # -- step decoding (shares the LSTM cell's weights)

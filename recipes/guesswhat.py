@@ -44,6 +44,11 @@ decoding, supervised vs REINFORCE. Paper: oracle 21.5 % test error, guesser
 generator ~40-47 %, after REINFORCE ~53-60 % depending on decoding (reference
 README: sampling 39.2 -> 56.5 %, greedy 40.8 -> 58.4 %).
 
+Default run (embedded data, 2,500 supervised + 1,500 REINFORCE steps; 450 s of CPU time in all, evaluation
+included): oracle error 9.5 %, guesser error 38.9 %, chance success 20.4 %; game success supervised -> REINFORCE
+greedy 40.0 -> 81.9 %, sampled 52.2 -> 78.5 % (2,000 new games, 5 questions). The synthetic oracle errs less
+than the paper's because only the colour questions need the image here.
+
 Data: `embedded` = synthetic scenes with rule-questioner dialogues
 (`kerasnets.data.guesswhat.synthetic_games`); `guesswhat` = the released
 `guesswhat.{train,valid,test}.jsonl.gz` in `data_dir` (images not needed).

@@ -33,7 +33,7 @@ Training (Sec. 2.3):
   targets `t = ((G_x - P_x) / P_w, (G_y - P_y) / P_h, log(G_w / P_w), log(G_h / P_h))`.
 
 The SVMs and the regressors are trained after the fine-tuning steps (in
-`on_train_end`, then written into the last checkpoint) and live in the model
+`post_train`, before the engine writes the last checkpoint) and live in the model
 as `Dense` layers (`svm`: fc7 -> K, `bbox_regressor`: pool5 -> 4K, the feature
 scaling folded into their weights), so the exported SavedModel runs the whole
 detector. Until they are trained (`svm_trained = 0`) `detect` scores with the
@@ -67,7 +67,6 @@ Serving: selective search is OpenCV code and cannot be inside the SavedModel;
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import keras
 import numpy as np
@@ -432,16 +431,8 @@ class RCNNRecipe(ProposalDetectionRecipe):
         self._predict_cache = (None, None)
         return info
 
-    def on_train_end(self, model, run_dir, history) -> dict:
-        """Train the SVMs and box regressors, save them into the final checkpoint, then evaluate."""
-        from kerasnets.training import engine
+    def post_train(self, model) -> dict:
+        """Train the SVMs and box regressors after fine-tuning; the engine then writes the final checkpoint,
+        so `kerasnets evaluate` / `export` on this run restore the complete detector."""
+        return self.train_svms(model)
 
-        info = self.train_svms(model)
-        # The engine saved its final checkpoint before this hook: save again (same step) with the SVM weights,
-        # so `kerasnets evaluate` / `export` on this run restore the complete detector.
-        step = tf.Variable(self.config.steps, dtype=tf.int64, trainable=False, name="global_step")
-        ckpt = engine._checkpoint(self, model, step)
-        manager = tf.train.CheckpointManager(ckpt, os.path.join(run_dir, "checkpoints"),
-                                             max_to_keep=self.config.keep_checkpoints)
-        manager.save(checkpoint_number=self.config.steps)
-        return {**info, **super().on_train_end(model, run_dir, history)}

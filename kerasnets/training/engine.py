@@ -137,6 +137,7 @@ def train(recipe, run_dir: str, *, strategy=None, progress_stream=None) -> Train
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard")) if chief else None
     progress = _Progress(config.steps, recipe.key_metrics, progress_stream, every=config.log_every, start_step=start_step)
     logs: dict = {}
+    post_train: dict = {}
 
     def save(step):
         step_var.assign(step)
@@ -160,6 +161,8 @@ def train(recipe, run_dir: str, *, strategy=None, progress_stream=None) -> Train
                         recipe.on_log(model, step, writer)
             if step % config.checkpoint_every == 0 and step != config.steps:
                 save(step)
+        if config.steps > start_step:
+            post_train = recipe.post_train(model) or {}
         if config.steps > start_step or latest is None:
             save(config.steps)
     finally:
@@ -171,7 +174,7 @@ def train(recipe, run_dir: str, *, strategy=None, progress_stream=None) -> Train
     summary = {}
     if chief:
         summary = recipe.on_train_end(model, run_dir, history) or {}
-        summary = {"steps": config.steps, "final": logs, **summary}
+        summary = {"steps": config.steps, "final": logs, **post_train, **summary}
         with open(os.path.join(run_dir, "summary.json"), "w") as f:
             json.dump(_jsonable(summary), f, indent=2, sort_keys=True)
     return TrainResult(run_dir, model, recipe, history, summary, logs, start_step)

@@ -97,8 +97,17 @@ class Recipe:
     def on_log(self, model, step: int, writer) -> None:
         """Called every `log_every` steps with an active summary writer (images)."""
 
+    def post_train(self, model) -> dict[str, Any] | None:
+        """Non-gradient training after the last step (R-CNN's SVMs), before the final checkpoint.
+
+        Runs on every worker when this invocation trained at least one step; whatever it
+        changes in the model's variables goes into the final checkpoint. Returns a dict
+        merged into `summary.json` (or None).
+        """
+        return None
+
     def on_train_end(self, model, run_dir: str, history: list[dict[str, float]]) -> dict[str, Any]:
-        """Plots and final artefacts; returns a summary dict stored in `summary.json`."""
+        """Plots and final artefacts (chief only, after the final checkpoint); returns a summary dict stored in `summary.json`."""
         return {}
 
     def evaluate(self, model) -> dict[str, float]:

@@ -237,6 +237,24 @@ def keyword_function(name, fn, signature):
 # -------------------------------------------------------------------- export
 
 
+def _built_sublayers(model) -> list:
+    """The outermost built layers under an unbuilt `model` (depth first, each layer once)."""
+    found, seen = [], set()
+
+    def visit(layer):
+        for child in getattr(layer, "_layers", None) or []:
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            if child.built:
+                found.append(child)
+            else:
+                visit(child)
+
+    visit(model)
+    return found
+
+
 def export_saved_model(recipe, model, export_root=None, version=None, serving_base="/models") -> str:
     """Export `recipe.export_endpoints(model)` as `<export_root>/<recipe.name>/<version>/`.
 
@@ -280,10 +298,13 @@ def export_saved_model(recipe, model, export_root=None, version=None, serving_ba
         # Variables the endpoints use are tracked automatically; tracking the
         # model adds its other resources (lookup tables). A subclassed model
         # whose own call was never run is not "built" though its sub-networks
-        # are: rely on the automatic tracking then, and check below that
-        # tracing did not create (untrained) variables.
+        # are: track those built sub-layers (their tables) instead, and check
+        # below that tracing did not create (untrained) variables.
         if not is_layer or model.built:
             archive.track(model)
+        else:
+            for layer in _built_sublayers(model):
+                archive.track(layer)
         for name, (fn, signature) in endpoints.items():
             traced = archive.add_endpoint(name, keyword_function(name, fn, signature), input_signature=signature)
             traced.get_concrete_function()  # trace now: errors surface here, variables get checked below

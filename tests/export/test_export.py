@@ -588,3 +588,32 @@ def test_recipe_tolerances_and_per_mode_tflite_endpoint(classifier, tmp_path):
     with pytest.raises(export.ExportError, match="tflite-fp16 endpoint 'nope'"):
         export.export_run(Missing(), model, formats=("tflite-fp16",), export_root=str(tmp_path / "x"))
     assert not os.path.exists(tmp_path / "x")
+
+
+def test_unbuilt_wrapper_keeps_the_lookup_tables_of_its_built_parts(tmp_path):
+    import keras
+
+    lookup = keras.layers.StringLookup(vocabulary=["cup", "red", "left"], name="words")
+    lookup(tf.constant(["cup"]))
+
+    class Words(keras.Model):  # never called itself: not built, but its lookup is
+        def __init__(self):
+            super().__init__()
+            self.lookup = lookup
+
+        def call(self, x):
+            return self.lookup(x)
+
+    wrapper = Words()
+    assert not wrapper.built and lookup.built
+
+    class WordsRecipe(ToyClassifierRecipe):
+        name = "toy_words"
+
+        def export_endpoints(self, m):
+            return {"serving_default": Endpoint(lambda text: {"ids": m.lookup(text)}, [
+                tf.TensorSpec((None,), tf.string, name="text")])}
+
+    path = export.export_saved_model(WordsRecipe(), wrapper, export_root=str(tmp_path))
+    got = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant(["red", "dog"]))["ids"]
+    np.testing.assert_array_equal(got.numpy(), [2, 0])

@@ -31,6 +31,12 @@ fully connected graph on FLIC's few joints).
 Reference: FLIC (3987 train / 1016 test images), the paper reports detection
 rate curves; PCK@0.2 elbow 93.1 %, wrist 89.0 % as quoted by later papers
 [UNVERIFIED in the project's notes].
+
+Measured here (default config, `kerasnets train recipe=tompson`, 1500 steps =
+750 + 375 + 375, 64x64 crops, 17 joints, 256 validation images): PCK@0.2 of the
+box 92.5 % with the spatial model vs 79.5 % for its part detector alone; of the
+torso 58.3 % vs 37.3 % (elbows 38.5 %, wrists 21.9 %); 6.0 CPU-minutes (19 min
+wall at load ~18). With sigma 1 and 900 steps: 54.5 % vs 27.4 % (box).
 """
 
 from __future__ import annotations
@@ -61,17 +67,17 @@ ELBOWS, WRISTS = (7, 8), (9, 10)
 class TompsonConfig(RecipeConfig):
     """Tompson 2014 hyper-parameters; defaults: a small model on 64x64 embedded stick figures."""
 
-    steps: int = param(1200, help="training steps over all three stages", min=3)
+    steps: int = param(1500, help="training steps over all three stages", min=3)
     batch_size: int = param(16, help="global batch size", min=1)
     stage_fractions: tuple[float, ...] = param(
         (0.5, 0.25, 0.25), help="shares of steps for (detector, spatial model with detector frozen, joint)", min=0.0, max=1.0
     )  # fmt: skip
     image_size: int = param(64, help="square input size (FLIC: 320x240); multiple of 8", min=16)
-    bank_filters: tuple[int, ...] = param((16, 32, 32), help="filters of the three 5x5 convs per bank (paper: 128 each)", min=1)
-    fc_filters: tuple[int, ...] = param((48, 48), help="filters of the 9x9 convs (reimplementation: 512, 256)", min=1)
+    bank_filters: tuple[int, ...] = param((16, 16, 32), help="filters of the three 5x5 convs per bank (paper: 128 each)", min=1)
+    fc_filters: tuple[int, ...] = param((32, 32), help="filters of the 9x9 convs (reimplementation: 512, 256)", min=1)
     graph: Literal["skeleton", "full"] = param("skeleton", help="spatial-model pairs: joint + skeleton neighbours, or all pairs")
     spatial_kernel: int = param(0, help="pairwise kernel size (odd); 0 = 2 x heatmap size - 1 (every displacement)", min=0)
-    sigma: float = param(1.0, help="Gaussian target sigma in heatmap pixels", min=0.3)
+    sigma: float = param(1.5, help="Gaussian target sigma in heatmap pixels", min=0.3)
     learning_rate: float = param(1e-3, help="Adam learning rate of both parts", min=0.0)
     pck_alpha: float = param(0.2, help="PCK threshold as a fraction of the reference length", min=0.0)
     data: Literal["embedded"] = param("embedded", help="embedded: synthetic stick figures (COCO 17 joints)")

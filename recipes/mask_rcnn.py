@@ -63,6 +63,8 @@ ROI_LEVELS = (2, 3, 4, 5)
 class MaskRCNNConfig(FasterRCNNConfig):
     """Mask R-CNN hyper-parameters on top of Faster R-CNN's."""
 
+    steps: int = param(500, help="training steps (paper: 90k-160k iterations on COCO; ~10 CPU-minutes here)",
+                       min=1)
     heads: Literal["mask", "keypoints"] = param("mask", help="mask: instance masks (segm AP); keypoints: the "
                                                 "keypoint head (keypoint AP) instead")
     anchor_sizes: Optional[tuple[float, ...]] = param(

@@ -43,6 +43,7 @@ from kerasnets.export.saved_model import write_models_config
 from kerasnets.export.tflite import TFLITE_MODES
 from kerasnets.export.tflite import batched_inputs
 from kerasnets.export.tflite import export_tflite
+from kerasnets.export.tflite import tflite_endpoint_name
 from kerasnets.export.verify import VerificationError
 from kerasnets.export.verify import output_errors
 from kerasnets.export.verify import run_saved_model_in_subprocess
@@ -229,7 +230,7 @@ def export_run(
     endpoints = check_endpoints(recipe.export_endpoints(model))
     serving_fn, serving_sig = endpoints["serving_default"]
     serving_specs = _specs(serving_sig)
-    tflite_names = {mode: _tflite_endpoint(recipe, mode) for mode in tflite_modes}
+    tflite_names = {mode: tflite_endpoint_name(recipe, mode) for mode in tflite_modes}
     for mode, name in tflite_names.items():
         if name not in endpoints:
             raise ExportError(f"recipe {recipe.name!r}: the {mode} endpoint {name!r} is not among {sorted(endpoints)}")
@@ -270,11 +271,6 @@ def export_run(
         report.errors[mode] = tflite_output_errors(path, calls[name], saved_outputs[name], signature=name)
         _enforce(report, mode)
     return report
-
-
-def _tflite_endpoint(recipe, mode: str) -> str:
-    pick = getattr(recipe, "tflite_endpoint_for", None)
-    return pick(mode) if pick is not None else recipe.tflite_endpoint
 
 
 def _enforce(report: ExportReport, fmt: str) -> None:

@@ -157,6 +157,12 @@ def convert_saved_model(saved_model_dir, mode, signature_key="serving_default", 
         raise _converter_error(err, signature_key) from err
 
 
+def tflite_endpoint_name(recipe, mode: str) -> str:
+    """The endpoint `recipe` converts for TFLite `mode` (`Recipe.tflite_endpoint_for`, else `tflite_endpoint`)."""
+    pick = getattr(recipe, "tflite_endpoint_for", None)
+    return pick(mode) if pick is not None else recipe.tflite_endpoint
+
+
 def export_tflite(recipe, saved_model_dir, mode, out_path=None, num_calibration_samples=None) -> str:
     """Convert the recipe's TFLite endpoint for `mode` of `saved_model_dir` to a `.tflite` file.
 
@@ -175,8 +181,7 @@ def export_tflite(recipe, saved_model_dir, mode, out_path=None, num_calibration_
     check_mode(mode)
     if out_path is None:
         out_path = default_tflite_path(recipe.name, saved_model_dir, mode)
-    pick = getattr(recipe, "tflite_endpoint_for", None)
-    endpoint = pick(mode) if pick is not None else recipe.tflite_endpoint
+    endpoint = tflite_endpoint_name(recipe, mode)
     representative = None
     if mode == "tflite-int8":
         specs = signature_inputs(saved_model_dir, endpoint)

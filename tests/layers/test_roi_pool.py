@@ -116,8 +116,49 @@ def test_layer_contract_flat_and_batched():
     np.testing.assert_array_equal(out.reshape(6, 2, 2, 3), expected)
 
 
-def test_not_marked_xla_compatible():
-    assert RoIPool().supports_jit is False  # dynamic-size TensorArray: Keras must not auto-jit it
+@pytest.mark.parametrize("training", [False, True])
+def test_compiles_inside_an_xla_function_with_unknown_shapes(training):
+    # What Keras does when it auto-jits a model: the whole step, shapes unknown at trace time
+    # (window sizes then default to 3 per axis and the table size is decided at run time).
+    assert RoIPool().supports_jit is True and RoIPool(jit_compile=False).supports_jit is False
+    layer = RoIPool((2, 3), 0.5)
+    spec = [tf.TensorSpec([None, None, None, 3]), tf.TensorSpec([None, 4]), tf.TensorSpec([None], tf.int32)]
+
+    @tf.function(jit_compile=True, input_signature=spec)
+    def step(f, boxes, indices):
+        with tf.GradientTape() as tape:
+            tape.watch(f)
+            out = layer([f, boxes, indices], training=training)
+        return out, tape.gradient(out, f, output_gradients=upstream)
+
+    boxes = random_boxes(RNG, 20, 9, 11, 0.5)
+    indices = RNG.integers(0, 2, len(boxes)).astype("int32")
+    upstream = RNG.standard_normal((20, 2, 3, 3)).astype("float32")
+    out, grad = step(FEATURES, boxes, indices)
+    np.testing.assert_array_equal(out.numpy(), roi_pool_ref(FEATURES, boxes, indices, (2, 3), 0.5)[0])
+    expected = _argmax_gradient(FEATURES, boxes, indices, (2, 3), 0.5, upstream)
+    np.testing.assert_allclose(grad.numpy().reshape(-1, 3), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("jit_compile", ["auto", True, False])
+@pytest.mark.parametrize("training", [False, True])
+def test_bins_larger_than_one_band_of_windows(jit_compile, training):
+    # A 1 x 1 / 2 x 1 pooling of boxes far larger than a 40 x 37 map: bins up to 40 pixels, more
+    # than the 30 one band of the largest windows (k = 15) covers, so the band loop runs twice
+    # per axis; ties everywhere (3 values) so the arg-max rule is checked through the bands.
+    rng = np.random.default_rng(2)
+    features = rng.integers(0, 3, (1, 40, 37, 2)).astype("float32")
+    boxes = np.array([[-50, -60, 100, 90], [0, 0, 36, 39], [3, 5, 36, 38], [-5, 20, 20, 200]], "float32")
+    indices = np.zeros(4, "int32")
+    upstream = rng.standard_normal((4, 2, 1, 2)).astype("float32")
+    f = tf.constant(features)
+    with tf.GradientTape() as tape:
+        tape.watch(f)
+        out = roi_pool(f, boxes, indices, (2, 1), 1.0, training=training, jit_compile=jit_compile)
+    grad = tape.gradient(out, f, output_gradients=upstream)
+    np.testing.assert_array_equal(out.numpy(), roi_pool_ref(features, boxes, indices, (2, 1), 1.0)[0])
+    expected = _argmax_gradient(features, boxes, indices, (2, 1), 1.0, upstream)
+    np.testing.assert_allclose(grad.numpy().reshape(-1, 2), expected, atol=1e-6)
 
 
 def test_bad_arguments_raise():
@@ -127,6 +168,10 @@ def test_bad_arguments_raise():
         RoIPool(output_size=(2, 0))
     with pytest.raises(ValueError, match="spatial_scale"):
         RoIPool(spatial_scale=0.0)
+    with pytest.raises(ValueError, match="jit_compile"):
+        RoIPool(jit_compile="xla")
+    with pytest.raises(ValueError, match="jit_compile"):
+        roi_pool(FEATURES, np.zeros((1, 4), "float32"), [0], 2, jit_compile=1)
 
 
 @pytest.mark.parametrize("spatial_scale", [0.25, 1.0])
@@ -149,13 +194,15 @@ def _argmax_gradient(features, boxes, indices, output_size, spatial_scale, upstr
     return expected
 
 
+@pytest.mark.parametrize("jit_compile", ["auto", False])
 @pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("table_elements", [None, 1])
-def test_ties_go_to_the_first_maximum_in_row_major_order(table_elements, training, monkeypatch):
+def test_ties_go_to_the_first_maximum_in_row_major_order(table_elements, training, jit_compile, monkeypatch):
     # Few distinct values (as after ReLU / quantization): most bins hold several maxima, and the
-    # first one in row-major order can sit in any of the four look-up windows of the sparse table.
-    # table_elements=1 forces the row-band fallback (one table row level per band). training=True
-    # takes values and arg-max from the int64 keys in the forward pass; False, the float max.
+    # first one in row-major order can sit in any of the four look-up windows. table_elements=1
+    # leaves no room for a window table: one-pixel windows on the map itself, bins in bands of
+    # 2 x 2. training=True takes values and arg-max from the int64 keys in the forward pass
+    # (XLA-compiled with jit_compile="auto"); False, the float max.
     from kerasnets.ops import roi as roi_ops
 
     if table_elements is not None:
@@ -170,7 +217,7 @@ def test_ties_go_to_the_first_maximum_in_row_major_order(table_elements, trainin
     f = tf.constant(features)
     with tf.GradientTape() as tape:
         tape.watch(f)
-        out = roi_ops.roi_pool(f, boxes, indices, (2, 3), 1.0, training=training)
+        out = roi_ops.roi_pool(f, boxes, indices, (2, 3), 1.0, training=training, jit_compile=jit_compile)
         loss = tf.reduce_sum(out * upstream)
     np.testing.assert_array_equal(out.numpy(), expected_out)
     np.testing.assert_allclose(tape.gradient(loss, f).numpy().reshape(-1, 4), expected, atol=1e-5)

@@ -3,12 +3,13 @@
 Default problem (issue 3): features 2x256x64x64 (NHWC for us, NCHW for torch), stride 16
 (a 1024-pixel image), 512 RoIs of 32..800 pixels, 7x7 output, sampling ratio 2, aligned.
 TensorFlow and torch are both limited to 2 threads. Prints the median milliseconds per
-call, forward and forward+backward (gradient w.r.t. the features; RoIPool with
+call (over ``--rounds`` alternating rounds of torchvision then ours, so a slow patch of a
+shared machine hits both sides), forward and forward+backward (gradient w.r.t. the features; RoIPool with
 ``training=True`` there, as a training step calls it), torchvision's numbers
 beside ours when torch/torchvision are importable (`pip install kerasnets[bench]`), the
 speed-up (torchvision time / ours) and the max abs difference of the outputs.
 
-    python tools/bench/roi.py [--rois 512] [--size 64] [--channels 256] [--repeats 20] [--extra]
+    python tools/bench/roi.py [--rois 512] [--size 64] [--channels 256] [--repeats 20] [--rounds 3] [--extra]
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def parse_args():
     p.add_argument("--aligned", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="alternating rounds (torchvision, then ours); each side reports the median over rounds")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall time, or process CPU time (steadier on a machine shared with other jobs)")
     p.add_argument("--extra", action="store_true", help="also time the einsum path (eager graph and XLA)")
@@ -74,6 +77,7 @@ def make_inputs(args):
 
 
 def ours(args, features, boxes, indices):
+    """Trace our ops once; returns (measure() -> {label: (fwd ms, fwd+bwd ms)}, outputs)."""
     import numpy as np
     import tensorflow as tf
 
@@ -89,7 +93,7 @@ def ours(args, features, boxes, indices):
                                                        bool(args.aligned), impl),
         "roi_pool": lambda f, training=False: roi_pool(f, bx, ix, args.output, scale, training=training),
     }
-    results, outputs = {}, {}
+    timers, outputs = {}, {}
     variants = [("roi_align", "auto", False), ("roi_pool", None, False)]
     if args.extra:
         variants += [("roi_align", "einsum", False), ("roi_align", "einsum", True)]
@@ -110,11 +114,12 @@ def ours(args, features, boxes, indices):
 
         label = name if impl in (None, "auto") else f"{name}[{impl}{', XLA' if jit else ''}]"
         outputs.setdefault(name, np.asarray(fwd(feats)))
-        results[label] = (
-            median_ms(lambda: fwd(feats).numpy(), args.repeats, args.clock),
-            median_ms(lambda: fwd_bwd(feats).numpy(), args.repeats, args.clock),
-        )
-    return results, outputs
+        timers[label] = (lambda fwd=fwd: fwd(feats).numpy(), lambda fwd_bwd=fwd_bwd: fwd_bwd(feats).numpy())
+
+    def measure():
+        return {label: tuple(median_ms(fn, args.repeats, args.clock) for fn in fns) for label, fns in timers.items()}
+
+    return measure, outputs
 
 
 def torchvision_numbers(args, features, boxes, indices):
@@ -171,16 +176,29 @@ def torch_worker(args):
         json.dump(results, fh)
 
 
+def median_over_rounds(rounds):
+    """``{label: (fwd, fwd+bwd)}`` per round -> the median of each number over the rounds (None if none)."""
+    if not rounds:
+        return None
+    return {label: tuple(statistics.median(r[label][i] for r in rounds) for i in range(2)) for label in rounds[0]}
+
+
 def main():
     args = parse_args()
     if args.torch_worker:
         return torch_worker(args)
     features, boxes, indices = make_inputs(args)
-    theirs, their_out = torchvision_numbers(args, features, boxes, indices)
-    mine, my_out = ours(args, features, boxes, indices)
+    measure_ours, my_out = ours(args, features, boxes, indices)
+    their_rounds, my_rounds, their_out = [], [], None
+    for _ in range(max(args.rounds, 1)):
+        theirs, their_out = torchvision_numbers(args, features, boxes, indices)
+        if theirs:
+            their_rounds.append(theirs)
+        my_rounds.append(measure_ours())
+    theirs, mine = median_over_rounds(their_rounds), median_over_rounds(my_rounds)
     print(f"features {args.batch}x{args.channels}x{args.size}x{args.size}, {args.rois} RoIs, "
           f"{args.output}x{args.output}, sampling {args.sampling}, aligned={bool(args.aligned)}, "
-          f"{args.threads} threads, median {args.clock} time of {args.repeats}")
+          f"{args.threads} threads, median {args.clock} time of {args.repeats} calls x {len(my_rounds)} rounds")
     header = f"{'op':34s} {'ours fwd':>9s} {'ours f+b':>9s}"
     if theirs:
         header += f" {'tv fwd':>9s} {'tv f+b':>9s} {'x fwd':>7s} {'x f+b':>7s} {'max|diff|':>10s}"

@@ -172,6 +172,8 @@ def train(recipe, run_dir: str, *, strategy=None, progress_stream=None) -> Train
             shutil.rmtree(ckpt_dir, ignore_errors=True)
 
     summary = {}
+    # The weights are final: on_train_end and the CLI's eval.json share one evaluation.
+    recipe._final_model, recipe._final_evaluation = model, None
     if chief:
         summary = recipe.on_train_end(model, run_dir, history) or {}
         summary = {"steps": config.steps, "final": logs, **post_train, **summary}

@@ -22,6 +22,7 @@ Contract of the model returned by `build_model` (called inside
 
 from __future__ import annotations
 
+import functools
 import typing
 from typing import Any, ClassVar, Iterator
 
@@ -59,6 +60,11 @@ class Recipe:
     #: Recipe-specific verification tolerances (`{format: atol or None}`), e.g. a looser
     #: SavedModel bound for outputs in pixels; the caller's `tolerances=` still win.
     export_tolerances: ClassVar[dict[str, float | None]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "evaluate" in cls.__dict__:
+            cls.evaluate = _reuse_final_evaluation(cls.__dict__["evaluate"])
 
     def __init__(self, config: RecipeConfig | None = None):
         self.config = config if config is not None else self.config_class()
@@ -122,3 +128,42 @@ class Recipe:
     def representative_dataset(self, num_samples: int = 64) -> Iterator[dict[str, Any]]:
         """Calibration inputs (dicts keyed like the TFLite endpoint's inputs) for int8."""
         raise NotImplementedError(f"recipe '{self.name}' has no int8 calibration data")
+
+
+_NO_MODEL = object()
+
+
+def _reuse_final_evaluation(evaluate):
+    """Wrap a recipe's `evaluate` so the trained model is evaluated once per training run.
+
+    Many recipes put their evaluation into `summary.json` from `on_train_end`, and
+    `kerasnets train` then writes `eval.json` from `evaluate` again. The engine marks the
+    model it returns (`_final_model`); the first complete evaluation of that model is kept
+    and a copy returned on later calls. Calls nested in an evaluation (`super().evaluate`)
+    and calls with any other model are never served from the memo.
+    """
+
+    @functools.wraps(evaluate)
+    def wrapper(self, *args, **kwargs):
+        outermost = not getattr(self, "_evaluating", False)
+        # Only the plain `evaluate(model)` form; other arguments (a split, ...) always evaluate.
+        if len(args) == 1 and not kwargs:
+            model = args[0]
+        elif not args and list(kwargs) == ["model"]:
+            model = kwargs["model"]
+        else:
+            model = _NO_MODEL
+        final = outermost and model is not _NO_MODEL and model is getattr(self, "_final_model", _NO_MODEL)
+        if final and getattr(self, "_final_evaluation", None) is not None:
+            return dict(self._final_evaluation)
+        self._evaluating = True
+        try:
+            result = evaluate(self, *args, **kwargs)
+        finally:
+            if outermost:
+                self._evaluating = False
+        if final:
+            self._final_evaluation = dict(result)
+        return result
+
+    return wrapper

@@ -113,3 +113,29 @@ def fresh_mirrored_strategy(devices=("/cpu:0", "/cpu:1")):
         return cls(list(devices))
     finally:
         cls._collective_key_base = previous
+
+
+def run_distributed_train_step(strategy, recipe, watch=None):
+    """One step of `recipe`'s `train_step` on every replica of `strategy`, as the engine runs it.
+
+    Builds the model in `strategy.scope()`, takes the first globally batched training batch
+    split over the replicas, runs `strategy.run(model.train_step)` once and averages the logs.
+    Returns ``(model, logs, changed)``: ``logs`` as floats, ``changed`` whether any of the
+    variables ``watch(model)`` (default: all trainable variables) moved.
+    """
+    import tensorflow as tf
+
+    with strategy.scope():
+        model = recipe.build_model()
+    batch = next(iter(strategy.experimental_distribute_dataset(recipe.build_dataset("train"))))
+    watched = (watch or (lambda m: m.trainable_variables))(model)
+    before = [v.numpy() for v in watched]
+
+    @tf.function
+    def step(b):
+        logs = strategy.run(model.train_step, args=(b,))
+        return {k: strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
+
+    logs = {k: float(v) for k, v in step(batch).items()}
+    changed = any(np.abs(v.numpy() - b).max() > 0 for v, b in zip(watched, before))
+    return model, logs, changed

@@ -47,7 +47,7 @@ from kerasnets.config import RecipeConfig, param
 from kerasnets.data import streams
 from kerasnets.data.image_classification import image_shape, load_image_classification
 from kerasnets.errors import ConfigError
-from kerasnets.training.distribute import scale_loss
+from kerasnets.distribute import scale_loss
 from kerasnets.training.recipe import Endpoint, Recipe
 
 PERCENTILES = (15, 50, 85)

@@ -57,7 +57,7 @@ from kerasnets.losses.boundary_equilibrium import (
     update_k,
 )
 from kerasnets.models.began import build_began_discriminator, build_began_generator, num_downsamplings
-from kerasnets.training.distribute import replica_seed, scale_loss
+from kerasnets.distribute import replica_seed, scale_loss
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.images import image_grid, save_image
 

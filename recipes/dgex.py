@@ -47,7 +47,7 @@ from kerasnets.data.gene_expression import Standardizer, load_gene_expression
 from kerasnets.errors import ConfigError
 from kerasnets.metrics.regression import mae_per_gene
 from kerasnets.models.dgex import build_dgex, fit_linear_regression
-from kerasnets.training.distribute import scale_loss
+from kerasnets.distribute import scale_loss
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.plots import plot_history
 

@@ -61,7 +61,7 @@ from kerasnets.losses.detection import fast_rcnn_loss
 from kerasnets.models.rcnn import build_fast_rcnn_network
 from kerasnets.ops import nms as nms_ops
 from kerasnets.ops import targets as target_ops
-from kerasnets.training.distribute import replica_seed, scale_loss
+from kerasnets.distribute import replica_seed, scale_loss
 from kerasnets.training.proposal_detection import ProposalDetectionConfig, ProposalDetectionRecipe
 
 

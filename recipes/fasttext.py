@@ -43,7 +43,7 @@ from kerasnets.data import streams
 from kerasnets.data.text_classification import load_ag_news, synthetic_topic_corpus
 from kerasnets.errors import ConfigError
 from kerasnets.models.fasttext import FastTextClassifier, build_vocabulary, string_signature
-from kerasnets.training.distribute import scale_loss
+from kerasnets.distribute import scale_loss
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.plots import plot_history
 

@@ -80,7 +80,7 @@ from kerasnets.errors import ConfigError
 from kerasnets.losses.reinforce import baseline_loss, reinforce_loss
 from kerasnets.models.guesswhat import (Guesser, Oracle, QuestionGenerator, build_vocabulary, next_question,
                                         play_games, sequence_log_probs, spatial_features)
-from kerasnets.training.distribute import replica_seed, scale_loss
+from kerasnets.distribute import replica_seed, scale_loss
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.plots import plot_history
 

@@ -57,7 +57,7 @@ from kerasnets.errors import ConfigError
 from kerasnets.metrics import pose as pose_metrics
 from kerasnets.models.hrnet import build_hrnet
 from kerasnets.ops import heatmaps as hm_ops
-from kerasnets.training.distribute import scale_loss
+from kerasnets.distribute import scale_loss
 from kerasnets.training.recipe import Endpoint, Recipe
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -45,7 +45,7 @@ from kerasnets.data.image_classification import image_shape, load_image_classifi
 from kerasnets.data.streams import array_dataset
 from kerasnets.losses import improved_gan as ig
 from kerasnets.models.improved_gan import build_discriminator, build_generator
-from kerasnets.training.distribute import replica_seed, scale_loss
+from kerasnets.distribute import replica_seed, scale_loss
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.images import save_grid
 

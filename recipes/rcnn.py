@@ -78,7 +78,7 @@ from kerasnets.models.rcnn import build_rcnn_network, warp_regions
 from kerasnets.ops import boxes as box_ops
 from kerasnets.ops import nms as nms_ops
 from kerasnets.ops import targets as target_ops
-from kerasnets.training.distribute import replica_seed, scale_loss
+from kerasnets.distribute import replica_seed, scale_loss
 from kerasnets.training.proposal_detection import ProposalDetectionConfig, ProposalDetectionRecipe
 
 REGRESSION_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # R-CNN appendix C: unweighted targets, ridge-regularised

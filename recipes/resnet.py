@@ -39,7 +39,7 @@ from kerasnets.data import cifar as cifar_data
 from kerasnets.errors import ConfigError
 from kerasnets.models import resnet_cifar
 from kerasnets.saving import register
-from kerasnets.training.distribute import scale_loss
+from kerasnets.distribute import scale_loss
 from kerasnets.training.classification import classifier_endpoints, single_image_batches
 from kerasnets.training.recipe import Recipe
 

@@ -80,7 +80,7 @@ from kerasnets.data import motion_pairs as mp
 from kerasnets.errors import ConfigError
 from kerasnets.losses.retarget2d import COMBINATIONS, TRIPLETS, retargeting_losses
 from kerasnets.models.retarget2d import Retarget2D, check_frames
-from kerasnets.training.distribute import scale_loss
+from kerasnets.distribute import scale_loss
 from kerasnets.training.recipe import Endpoint, Recipe
 
 #: Seed offsets of the held-out motions and bodies (disjoint from training).

@@ -74,7 +74,7 @@ from kerasnets.models.show_attend_tell import (
     caption_nll,
     doubly_stochastic_penalty,
 )
-from kerasnets.training.distribute import replica_seed, scale_loss
+from kerasnets.distribute import replica_seed, scale_loss
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.plots import plot_history
 

@@ -75,7 +75,7 @@ from kerasnets.ops import boxes as box_ops
 from kerasnets.ops.nms import ssd_postprocess
 from kerasnets.ops.targets import ssd_targets, valid_objects
 from kerasnets.training.detection import DetectionConfig, DetectionRecipe
-from kerasnets.training.distribute import scale_loss
+from kerasnets.distribute import scale_loss
 from kerasnets.training.recipe import Endpoint
 
 #: VGG's per-channel RGB means on 0..255, subtracted by the Caffe SSD.

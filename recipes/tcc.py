@@ -66,7 +66,7 @@ from kerasnets.errors import ConfigError
 from kerasnets.losses import tcc as tcc_losses
 from kerasnets.metrics import alignment
 from kerasnets.models import tcc as tcc_models
-from kerasnets.training.distribute import scale_loss
+from kerasnets.distribute import scale_loss
 from kerasnets.training.recipe import Endpoint, Recipe
 
 

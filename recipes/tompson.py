@@ -56,7 +56,7 @@ from kerasnets.errors import ConfigError
 from kerasnets.metrics import pose as pose_metrics
 from kerasnets.models import tompson as tompson_models
 from kerasnets.ops import heatmaps as hm_ops
-from kerasnets.training.distribute import scale_loss
+from kerasnets.distribute import scale_loss
 from kerasnets.training.recipe import Endpoint, Recipe
 
 STRIDE = 4

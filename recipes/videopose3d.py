@@ -87,7 +87,7 @@ from kerasnets.errors import ConfigError
 from kerasnets.losses import pose3d as pose_losses
 from kerasnets.metrics import pose3d as pose_metrics
 from kerasnets.models import videopose3d as vp
-from kerasnets.training.distribute import scale_loss
+from kerasnets.distribute import scale_loss
 from kerasnets.training.recipe import Endpoint, Recipe
 
 #: Reference BN momentum (PyTorch convention) at the first and after the last epoch.

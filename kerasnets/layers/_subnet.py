@@ -305,7 +305,7 @@ class SupermaskLayer(SubnetLayer):
         return keras.initializers.Zeros()
 
     def _noise(self):
-        from kerasnets.training.distribute import replica_seed
+        from kerasnets.distribute import replica_seed
 
         import tensorflow as tf
 

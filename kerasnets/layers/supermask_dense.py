@@ -18,7 +18,7 @@ class SupermaskDense(_subnet.DenseMixin, _subnet.SupermaskLayer):
     and the gradient flows straight through the sample to the probability
     (``m = sample + p - stop_gradient(p)``, so ``dm/ds = sigmoid'(s)``). The
     noise comes from a `keras.random.SeedGenerator` folded with the replica
-    id (`kerasnets.training.distribute.replica_seed`): distinct per replica
+    id (`kerasnets.distribute.replica_seed`): distinct per replica
     under MirroredStrategy, reproducible from the seed and the checkpointed
     generator state.
 

@@ -15,7 +15,7 @@ Minibatch discrimination is a layer (`kerasnets.layers.MinibatchDiscrimination`)
 virtual batch normalisation too (`kerasnets.layers.VirtualBatchNormalization`).
 
 All losses here are per-replica means; divide by the replica count
-(`kerasnets.training.distribute.scale_loss`) before taking gradients under a
+(`kerasnets.distribute.scale_loss`) before taking gradients under a
 distribution strategy.
 """
 

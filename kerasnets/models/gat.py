@@ -26,7 +26,7 @@ import tensorflow as tf
 from kerasnets.layers.bounded_perturbation import BoundedPerturbation
 from kerasnets.losses.gat import gat_classifier_loss, gat_generator_loss
 from kerasnets.models.small_classifiers import sparse_ce
-from kerasnets.training.distribute import scale_loss
+from kerasnets.distribute import scale_loss
 
 
 def build_gat_generator(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from kerasnets.training.distribute import scale_loss
+from kerasnets.distribute import scale_loss
 
 
 def _regularizer(l2):

@@ -59,7 +59,7 @@ from kerasnets.ops import nms as nms_ops
 from kerasnets.ops import proposals as proposal_ops
 from kerasnets.ops import sampling
 from kerasnets.ops import targets as target_ops
-from kerasnets.training.distribute import replica_seed, scale_loss
+from kerasnets.distribute import replica_seed, scale_loss
 
 HEADS = ("mask", "keypoints")
 

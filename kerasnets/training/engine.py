@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnets.errors import NonFiniteLossError
-from kerasnets.training import distribute
+from kerasnets import distribute
 from kerasnets.training import run_dir as run_dir_lib
 
 

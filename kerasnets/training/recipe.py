@@ -13,10 +13,10 @@ Contract of the model returned by `build_model` (called inside
 * `model.train_step(batch)` runs one replica's step and returns a dict of
   scalar tensors, *unscaled* (the engine averages them over replicas);
   losses used for gradients are divided by `num_replicas_in_sync` inside it
-  (`kerasnets.training.distribute.scale_loss`), since gradients are summed
+  (`kerasnets.distribute.scale_loss`), since gradients are summed
   over replicas;
 * state that replicas update (e.g. BEGAN's `k_t`) uses `aggregation="mean"`;
-* noise is drawn with `kerasnets.training.distribute.replica_seed` so each
+* noise is drawn with `kerasnets.distribute.replica_seed` so each
   replica draws different noise and a resumed run draws the same noise.
 """
 

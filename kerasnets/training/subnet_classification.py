@@ -40,7 +40,7 @@ from kerasnets.errors import ConfigError
 from kerasnets.export.pruned import to_pruned_model
 from kerasnets.layers import _subnet
 from kerasnets.models import conv_subnet
-from kerasnets.training.distribute import scale_loss
+from kerasnets.distribute import scale_loss
 from kerasnets.training.classification import classifier_endpoints, single_image_batches
 from kerasnets.training.recipe import Recipe
 

@@ -32,7 +32,7 @@ class BrightBoxModel(keras.Model):
         return self.conv(images)
 
     def train_step(self, batch):
-        from kerasnets.training.distribute import scale_loss
+        from kerasnets.distribute import scale_loss
 
         images = self.preprocess(batch["images"])
         with tf.GradientTape() as tape:

@@ -4,7 +4,8 @@ import sys
 
 import numpy as np
 
-from kerasnets.training import distribute, engine
+from kerasnets import distribute
+from kerasnets.training import engine
 from toy_recipe import ToyConfig, ToyRecipe
 
 

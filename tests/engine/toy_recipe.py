@@ -16,7 +16,7 @@ import tensorflow as tf
 from kerasnets.config import RecipeConfig, param
 from kerasnets.data.digits import load_digits
 from kerasnets.data.streams import array_dataset
-from kerasnets.training.distribute import replica_seed, scale_loss
+from kerasnets.distribute import replica_seed, scale_loss
 from kerasnets.training.recipe import Endpoint, Recipe
 
 

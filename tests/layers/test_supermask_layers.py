@@ -9,7 +9,7 @@ import tensorflow as tf
 from kerasnets.layers import SupermaskConv2D
 from kerasnets.layers import SupermaskDense
 from kerasnets.testing import run_layer_test
-from kerasnets.training.distribute import replica_id
+from kerasnets.distribute import replica_id
 
 
 # two_cpu_strategy: the shared fixture in tests/conftest.py (fresh collective keys per test).

@@ -46,7 +46,9 @@ MPJVE, pooled over all frames of the test subjects' sequences.
 Data: `embedded` generates Human3.6M-like synthetic motion seen by 4 cameras
 with noisy projected 2-D "detections" (`kerasnets.data.human36m`); `h36m`
 reads VideoPose3D's `data_3d_h36m.npz` + `data_2d_h36m_<source>.npz` and a
-`cameras_h36m.json` calibration from `data_dir`.
+`cameras_h36m.json` calibration from `data_dir`, without pickle: convert the
+reference's pickled npz files once with `python -m kerasnets.data.human36m
+convert --i-trust-this-file FILE` (see `kerasnets.data.human36m`).
 
 Reference numbers (README, Human3.6M, S9/S11): CPN detections (fine-tuned),
 243 frames: 46.8 mm MPJPE, 36.5 mm P-MPJPE; ground-truth 2-D: 37.2 mm.

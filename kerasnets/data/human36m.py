@@ -44,18 +44,37 @@ outliers (`outlier_rate`, +-`outlier_px`), a stand-in for a 2-D detector.
   "orientation" [w, x, y, z] (camera -> world), "translation" [3] metres
   (camera centre in world)}]}` in the order of the 2-D file's cameras.
 
-`write_videopose3d(directory, dataset)` writes a dataset in exactly these
-three files (32-joint 3-D), so the real loader is tested offline.
+**No pickle.** VideoPose3D's npz files hold dicts and lists as NumPy object
+arrays, which only `pickle` can read -- and unpickling a crafted file runs
+arbitrary code. `load_videopose3d` therefore opens every file with
+`allow_pickle=False` and reads only the *plain* layout below; a file with
+object arrays is refused with a message naming it. A file you trust (you made it
+with `prepare_data_h36m.py`) is converted once, knowingly:
+
+    python -m kerasnets.data.human36m convert --i-trust-this-file data_3d_h36m.npz [OUT]
+
+(OUT defaults to replacing the input in place). The plain layout (same names,
+numeric arrays only): `format` = `"kerasnets-videopose3d-v1"`,
+`positions_3d/<subject>/<action>` `(T, 32, 3)`,
+`positions_2d/<subject>/<action>/<camera index>` `(T, 17, 2)` and `metadata`
+(a JSON string).
+
+`write_videopose3d(directory, dataset)` writes a dataset in these three files
+(32-joint 3-D; plain layout, or `layout="reference"` for the pickled one), so
+the real loader and the converter are tested offline.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import sys
 from typing import NamedTuple
 
 import numpy as np
 
+from kerasnets.errors import KerasnetsError
 from kerasnets.ops import camera as cam_ops
 
 JOINT_NAMES = (
@@ -330,23 +349,191 @@ def to_32_joints(positions_17) -> np.ndarray:
     return out
 
 
-def write_videopose3d(directory, dataset: MotionDataset, source: str = "synthetic") -> dict:
-    """Write `data_3d_h36m.npz`, `data_2d_h36m_<source>.npz` and `cameras_h36m.json`; returns their paths."""
+#: The `format` member of the plain (pickle-free) npz layout `load_videopose3d` reads.
+PLAIN_FORMAT = "kerasnets-videopose3d-v1"
+_CONVERT_COMMAND = "python -m kerasnets.data.human36m convert --i-trust-this-file"
+
+
+class UnsafeDataFileError(KerasnetsError, ValueError):
+    """A data file needs pickle (which can run code) to load; kerasnets refuses it (exit 2)."""
+
+    exit_code = 2
+
+
+def _pickled_file_error(path) -> UnsafeDataFileError:
+    return UnsafeDataFileError(
+        f"{path} stores Python objects (pickle), and loading a pickle can run arbitrary code, so kerasnets "
+        f"does not read it. If you trust this file (e.g. you wrote it with VideoPose3D's prepare_data_h36m.py), "
+        f"convert it once to plain arrays: {_CONVERT_COMMAND} {path}"
+    )
+
+
+def _flatten_nested(prefix: str, value, out: dict) -> None:
+    """`{subject: {action: array | [array per camera]}}` -> `out["<prefix>/<subject>/<action>[/<camera>]"]`."""
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            key = str(key)
+            if "/" in key or not key:
+                raise ValueError(f"{prefix}: name {key!r} is empty or contains '/'")
+            _flatten_nested(f"{prefix}/{key}", sub, out)
+    elif isinstance(value, (list, tuple)):
+        for i, sub in enumerate(value):
+            _flatten_nested(f"{prefix}/{i}", sub, out)
+    else:
+        arr = np.asarray(value)
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise ValueError(f"{prefix}: expected a numeric array, got dtype {arr.dtype}")
+        out[prefix] = arr
+
+
+def _json_default(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"metadata value of type {type(obj).__name__} is not JSON")
+
+
+def _plain_members(positions: dict, name: str, metadata: dict | None = None) -> dict:
+    out = {"format": np.array(PLAIN_FORMAT)}
+    _flatten_nested(name, positions, out)
+    if metadata is not None:
+        out["metadata"] = np.array(json.dumps(metadata, default=_json_default))
+    return out
+
+
+def _save_npz_atomically(path, members: dict) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}.npz"  # np.savez appends .npz to names without it
+    try:
+        np.savez_compressed(tmp, **members)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_videopose3d(directory, dataset: MotionDataset, source: str = "synthetic", layout: str = "plain") -> dict:
+    """Write `data_3d_h36m.npz`, `data_2d_h36m_<source>.npz` and `cameras_h36m.json`; returns their paths.
+
+    `layout="plain"`: the pickle-free layout `load_videopose3d` reads; `"reference"`: VideoPose3D's own
+    (object arrays, needs pickle; input of the converter).
+    """
+    if layout not in ("plain", "reference"):
+        raise ValueError(f"layout must be 'plain' or 'reference', got {layout!r}")
     os.makedirs(directory, exist_ok=True)
     p3 = {s: {a: to_32_joints(x) for a, x in acts.items()} for s, acts in dataset.positions_3d.items()}
-    path3 = os.path.join(directory, "data_3d_h36m.npz")
-    np.savez_compressed(path3, positions_3d=p3)
-    path2 = os.path.join(directory, f"data_2d_h36m_{source}.npz")
     metadata = {"num_joints": NUM_JOINTS, "keypoints_symmetry": [list(LEFT_JOINTS), list(RIGHT_JOINTS)]}
-    np.savez_compressed(path2, positions_2d=dataset.positions_2d, metadata=metadata)
+    path3 = os.path.join(directory, "data_3d_h36m.npz")
+    path2 = os.path.join(directory, f"data_2d_h36m_{source}.npz")
+    if layout == "reference":
+        np.savez_compressed(path3, positions_3d=p3)
+        np.savez_compressed(path2, positions_2d=dataset.positions_2d, metadata=metadata)
+    else:
+        _save_npz_atomically(path3, _plain_members(p3, "positions_3d"))
+        _save_npz_atomically(path2, _plain_members(dataset.positions_2d, "positions_2d", metadata))
     pathc = os.path.join(directory, "cameras_h36m.json")
     with open(pathc, "w") as f:
         json.dump({s: [c.to_json() for c in cams] for s, cams in dataset.cameras.items()}, f)
     return {"3d": path3, "2d": path2, "cameras": pathc}
 
 
+def read_plain_npz(path, name: str) -> tuple[dict, dict]:
+    """`(positions, metadata)` of a plain-layout file, read with `allow_pickle=False`.
+
+    `positions[subject][action]`: an array (`positions_3d`) or a list of per-camera arrays (`positions_2d`).
+    A file that needs pickle raises `UnsafeDataFileError` before anything in it is unpickled.
+    """
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except ValueError as exc:  # a bare pickle, or an .npy of objects
+        if "pickle" in str(exc):
+            raise _pickled_file_error(path) from None
+        raise ValueError(f"{path}: not a NumPy .npz archive ({exc})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: expected an .npz archive, found a single array")
+    with archive:
+        members = archive.files
+        if name in members or not any(k.startswith(name + "/") for k in members):
+            if name in members:  # VideoPose3D's layout: one object array per name
+                raise _pickled_file_error(path)
+            raise ValueError(f"{path}: no '{name}' arrays (members: {sorted(members)[:5]})")
+
+        def read(key):
+            try:
+                value = archive[key]
+            except ValueError as exc:
+                if "pickle" in str(exc):
+                    raise _pickled_file_error(path) from None
+                raise
+            return value
+
+        positions: dict = {}
+        for key in members:
+            if not key.startswith(name + "/"):
+                continue
+            parts = key.split("/")[1:]
+            arr = read(key)
+            if not (np.issubdtype(arr.dtype, np.number)):
+                raise ValueError(f"{path}[{key}]: expected a numeric array, got dtype {arr.dtype}")
+            if len(parts) == 2:
+                positions.setdefault(parts[0], {})[parts[1]] = arr
+            elif len(parts) == 3 and parts[2].isdigit():
+                positions.setdefault(parts[0], {}).setdefault(parts[1], {})[int(parts[2])] = arr
+            else:
+                raise ValueError(f"{path}: unexpected member {key!r} (expected {name}/<subject>/<action>[/<camera>])")
+        for acts in positions.values():
+            for action, views in acts.items():
+                if isinstance(views, dict):
+                    if sorted(views) != list(range(len(views))):
+                        raise ValueError(f"{path}: cameras of {action!r} are not numbered 0..{len(views) - 1}")
+                    acts[action] = [views[i] for i in range(len(views))]
+        metadata = {}
+        if "metadata" in members:
+            text = read("metadata")
+            if text.dtype.kind != "U" or text.shape != ():
+                raise ValueError(f"{path}[metadata]: expected a JSON string")
+            try:
+                metadata = json.loads(str(text[()]))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}[metadata]: not valid JSON ({exc})") from None
+    return positions, metadata
+
+
+def convert_videopose3d_npz(src, dst=None, *, i_trust_this_file: bool = False) -> str:
+    """Rewrite a VideoPose3D npz (object arrays, needs pickle) in the plain layout; returns `dst`.
+
+    Unpickling runs whatever code the file names, so this refuses unless `i_trust_this_file=True`:
+    call it only on files you made yourself or got from a source you trust. `dst` defaults to `src`
+    (replaced atomically, after the whole file is read).
+    """
+    if not i_trust_this_file:
+        raise UnsafeDataFileError(
+            f"converting {src} unpickles it, which runs any code it contains; pass i_trust_this_file=True "
+            "(command line: --i-trust-this-file) only for a file you trust"
+        )
+    dst = src if dst is None else dst
+    with np.load(src, allow_pickle=True) as archive:  # the one deliberate pickle load, behind the flag
+        members = {}
+        for name in ("positions_3d", "positions_2d"):
+            if name in archive.files:
+                value = archive[name]
+                members.update(_plain_members(value.item() if value.dtype == object else value, name))
+        if not members:
+            raise ValueError(f"{src}: neither 'positions_3d' nor 'positions_2d' found (members: {archive.files})")
+        if "metadata" in archive.files:
+            meta = archive["metadata"]
+            members["metadata"] = np.array(json.dumps(meta.item() if meta.dtype == object else meta.tolist(),
+                                                      default=_json_default))  # fmt: skip
+    _save_npz_atomically(dst, members)
+    return dst
+
+
 def load_videopose3d(directory, source: str = "cpn_ft_h36m_dbb", subjects=None) -> MotionDataset:
-    """Read VideoPose3D's files from `directory` (see the module docstring); 3-D reduced to 17 joints."""
+    """Read VideoPose3D's files (plain layout, no pickle) from `directory`; 3-D reduced to 17 joints.
+
+    See the module docstring; a file in VideoPose3D's pickled layout raises `UnsafeDataFileError` naming
+    the one-time converter.
+    """
     path3 = os.path.join(directory, "data_3d_h36m.npz")
     path2 = os.path.join(directory, f"data_2d_h36m_{source}.npz")
     pathc = os.path.join(directory, "cameras_h36m.json")
@@ -358,10 +545,8 @@ def load_videopose3d(directory, source: str = "cpn_ft_h36m_dbb", subjects=None) 
             f"camera calibration not found: {pathc} (Human3.6M intrinsics and extrinsics per subject and camera; "
             "see kerasnets.data.human36m for the JSON layout)"
         )
-    raw3 = np.load(path3, allow_pickle=True)["positions_3d"].item()
-    data2 = np.load(path2, allow_pickle=True)
-    raw2 = data2["positions_2d"].item()
-    meta = data2["metadata"].item() if "metadata" in data2 else {}
+    raw3, _ = read_plain_npz(path3, "positions_3d")
+    raw2, meta = read_plain_npz(path2, "positions_2d")
     if meta.get("num_joints", NUM_JOINTS) != NUM_JOINTS:
         raise ValueError(f"{path2}: {meta['num_joints']} 2-D joints; the Human3.6M layout has {NUM_JOINTS}")
     with open(pathc) as f:
@@ -438,3 +623,37 @@ def camera_sequences(dataset: MotionDataset, subjects, exclude=()) -> list[Seque
                                     camera.normalized_intrinsics().astype(np.float32),
                                     f"{subject}/{action}/{camera.id or c_idx}"))  # fmt: skip
     return out
+
+
+# -------------------------------------------------------------------- converter
+
+
+def main(argv=None) -> int:
+    """`python -m kerasnets.data.human36m convert --i-trust-this-file IN [OUT]`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m kerasnets.data.human36m",
+        description="Convert VideoPose3D's pickled npz files to the plain layout kerasnets reads without pickle.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    conv = sub.add_parser("convert", help="rewrite one data_3d_h36m.npz / data_2d_h36m_*.npz without pickle")
+    conv.add_argument("input")
+    conv.add_argument("output", nargs="?", help="default: replace INPUT in place")
+    conv.add_argument("--i-trust-this-file", action="store_true",
+                      help="required: reading the input unpickles it, which runs any code it contains")  # fmt: skip
+    args = parser.parse_args(argv)
+    if not args.i_trust_this_file:
+        parser.error(f"{args.input}: reading it unpickles it, which can run code; "
+                     "pass --i-trust-this-file only for a file you trust")  # fmt: skip
+    if not os.path.isfile(args.input):
+        parser.error(f"{args.input}: no such file")
+    try:
+        out = convert_videopose3d_npz(args.input, args.output, i_trust_this_file=True)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} (plain arrays, loads without pickle)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,7 @@
 """Synthetic Human3.6M-like motion, cameras and VideoPose3D's npz format (written and read back offline)."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -57,25 +58,110 @@ def test_camera_sequences_are_root_relative_and_consistent(tiny):
 
 def test_videopose3d_npz_round_trip(tmp_path, tiny):
     paths = h36m.write_videopose3d(str(tmp_path), tiny, source="test")
-    raw = np.load(paths["3d"], allow_pickle=True)["positions_3d"].item()
-    assert raw["S1"]["Motion1"].shape == (60, 32, 3)  # Human3.6M's 32 joints on disk
-    meta = np.load(paths["2d"], allow_pickle=True)["metadata"].item()
+    with np.load(paths["3d"], allow_pickle=False) as raw:  # the plain layout needs no pickle
+        assert str(raw["format"]) == h36m.PLAIN_FORMAT
+        assert raw["positions_3d/S1/Motion1"].shape == (60, 32, 3)  # Human3.6M's 32 joints on disk
+    with np.load(paths["2d"], allow_pickle=False) as raw:
+        meta = json.loads(str(raw["metadata"]))
+        assert raw["positions_2d/S1/Motion1/3"].shape == (60, 17, 2)
     assert meta["num_joints"] == 17 and meta["keypoints_symmetry"][0] == list(h36m.LEFT_JOINTS)
     loaded = h36m.load_videopose3d(str(tmp_path), "test")
-    for subject in ("S1", "S9"):
-        for action, world in tiny.positions_3d[subject].items():
+    _assert_same_dataset(loaded, tiny)
+    # Longer detections than mocap are trimmed to the mocap length (as the reference does).
+    with np.load(paths["2d"], allow_pickle=False) as raw:
+        members = {k: raw[k] for k in raw.files}
+    for c in range(4):
+        v = members[f"positions_2d/S1/Motion1/{c}"]
+        members[f"positions_2d/S1/Motion1/{c}"] = np.concatenate([v, v[:3]])
+    np.savez(paths["2d"], **members)
+    assert len(h36m.load_videopose3d(str(tmp_path), "test").positions_2d["S1"]["Motion1"][0]) == 60
+
+
+def _assert_same_dataset(loaded, expected):
+    assert sorted(loaded.positions_3d) == sorted(expected.positions_3d)
+    for subject in expected.positions_3d:
+        assert sorted(loaded.positions_3d[subject]) == sorted(expected.positions_3d[subject])
+        for action, world in expected.positions_3d[subject].items():
             np.testing.assert_allclose(loaded.positions_3d[subject][action], world, atol=1e-6)
-            for a, b in zip(loaded.positions_2d[subject][action], tiny.positions_2d[subject][action]):
-                np.testing.assert_allclose(a, b)
-        for a, b in zip(loaded.cameras[subject], tiny.cameras[subject]):
+            assert len(loaded.positions_2d[subject][action]) == len(expected.positions_2d[subject][action])
+            for a, b in zip(loaded.positions_2d[subject][action], expected.positions_2d[subject][action]):
+                np.testing.assert_array_equal(a, b)
+        for a, b in zip(loaded.cameras[subject], expected.cameras[subject]):
             np.testing.assert_allclose(a.intrinsics, b.intrinsics)
             np.testing.assert_allclose(a.orientation, b.orientation)
-    # Longer detections than mocap are trimmed to the mocap length (as the reference does).
-    d2 = np.load(paths["2d"], allow_pickle=True)
-    p2 = d2["positions_2d"].item()
-    p2["S1"]["Motion1"] = [np.concatenate([v, v[:3]]) for v in p2["S1"]["Motion1"]]
-    np.savez(paths["2d"], positions_2d=p2, metadata=d2["metadata"].item())
-    assert len(h36m.load_videopose3d(str(tmp_path), "test").positions_2d["S1"]["Motion1"][0]) == 60
+
+
+class _WritesMarker:
+    """Unpickling this object opens (creates) `path`: a stand-in for any code a crafted pickle runs."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _crafted_files(directory, tiny, marker, where):
+    """VideoPose3D's files in `directory`, with a code-running pickle in the 3-D or 2-D file."""
+    paths = h36m.write_videopose3d(str(directory), tiny, source="test")  # plain; one file replaced below
+    evil = np.empty((), dtype=object)
+    evil[()] = {"S1": {"Motion1": _WritesMarker(marker)}}
+    if where == "3d":
+        np.savez(paths["3d"], positions_3d=evil)
+    elif where == "2d":
+        np.savez(paths["2d"], positions_2d=evil, metadata=np.array({"num_joints": 17}, dtype=object))
+    elif where == "plain-member":  # an object array under a plain-layout name
+        np.savez(paths["3d"], format=np.array(h36m.PLAIN_FORMAT), **{"positions_3d/S1/Motion1": evil})
+    else:  # a bare pickle under the npz name
+        import pickle
+
+        with open(paths["3d"], "wb") as f:
+            pickle.dump(_WritesMarker(marker), f)
+    return paths
+
+
+@pytest.mark.parametrize("where", ["3d", "2d", "plain-member", "bare-pickle"])
+def test_a_crafted_npz_does_not_run_code(tmp_path, tiny, where):
+    from kerasnets.recipes.videopose3d import VideoPose3DRecipe
+
+    marker = tmp_path / "marker"
+    paths = _crafted_files(tmp_path / "h36m", tiny, marker, where)
+    # Sanity: the crafted file really runs code when unpickled (so the check below can fail).
+    if where != "bare-pickle":
+        probe = paths["3d"] if where != "2d" else paths["2d"]
+        with np.load(probe, allow_pickle=True) as raw:
+            [raw[k] for k in raw.files]
+        assert marker.exists()
+        marker.unlink()
+    # Through the recipe's data path, as `kerasnets train recipe=videopose3d data=h36m data_dir=...` does.
+    config = VideoPose3DConfig(data="h36m", data_dir=str(tmp_path / "h36m"), source="test",
+                               train_subjects=("S1",), test_subjects=("S9",))  # fmt: skip
+    recipe = VideoPose3DRecipe(config)
+    with pytest.raises(h36m.UnsafeDataFileError, match="pickle.*--i-trust-this-file") as info:
+        recipe.sequences("test")
+    assert not marker.exists()
+    assert os.path.basename(paths["2d" if where == "2d" else "3d"]) in str(info.value)
+    assert info.value.exit_code == 2
+
+
+def test_reference_layout_is_refused_then_converted_knowingly(tmp_path, tiny):
+    paths = h36m.write_videopose3d(str(tmp_path), tiny, source="test", layout="reference")
+    with pytest.raises(h36m.UnsafeDataFileError, match="convert --i-trust-this-file"):
+        h36m.load_videopose3d(str(tmp_path), "test")
+    with pytest.raises(h36m.UnsafeDataFileError, match="i_trust_this_file"):
+        h36m.convert_videopose3d_npz(paths["3d"])
+    # The command line refuses without the loud flag (exit 2, nothing written) ...
+    out = str(tmp_path / "converted_3d.npz")
+    with pytest.raises(SystemExit) as info:
+        h36m.main(["convert", paths["3d"], out])
+    assert info.value.code == 2 and not os.path.exists(out)
+    # ... and converts with it; then the loader reads the plain files and gets the same arrays.
+    assert h36m.main(["convert", "--i-trust-this-file", paths["3d"], out]) == 0
+    os.replace(out, paths["3d"])
+    assert h36m.main(["convert", "--i-trust-this-file", paths["2d"]]) == 0  # in place
+    with np.load(paths["2d"], allow_pickle=False) as raw:
+        assert json.loads(str(raw["metadata"]))["keypoints_symmetry"][1] == list(h36m.RIGHT_JOINTS)
+    _assert_same_dataset(h36m.load_videopose3d(str(tmp_path), "test"), tiny)
 
 
 def test_loader_errors(tmp_path, tiny):
@@ -91,7 +177,6 @@ def test_loader_errors(tmp_path, tiny):
         json.dump(cams, f)
     with pytest.raises(ValueError, match="missing keys \\['orientation'\\]"):
         h36m.load_videopose3d(str(tmp_path), "test")
-    import os
 
     os.remove(paths["cameras"])
     with pytest.raises(FileNotFoundError, match="cameras_h36m.json"):

@@ -40,7 +40,7 @@ from kerasnets.errors import ConfigError
 from kerasnets.models import resnet_cifar
 from kerasnets.saving import register
 from kerasnets.distribute import scale_loss
-from kerasnets.training.classification import classifier_endpoints, single_image_batches
+from kerasnets.tasks.image_classification import classifier_endpoints, single_image_batches
 from kerasnets.training.recipe import Recipe
 
 #: The paper's ResNet-110 warm-up length (iterations at `warmup_learning_rate`).

@@ -40,8 +40,8 @@ from kerasnets.errors import ConfigError
 from kerasnets.export.pruned import to_pruned_model
 from kerasnets.layers import _subnet
 from kerasnets.models import conv_subnet
-from kerasnets.distribute import scale_loss
-from kerasnets.training.classification import classifier_endpoints, single_image_batches
+from kerasnets.optimization import minimize
+from kerasnets.tasks.image_classification import classifier_endpoints, single_image_batches
 from kerasnets.training.recipe import Recipe
 
 
@@ -101,10 +101,6 @@ def _accuracy(labels, logits):
     return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
 
 
-def _reg(network):
-    return tf.add_n(network.losses) if network.losses else tf.zeros([])
-
-
 class SubnetVsDenseClassifier(keras.Model):
     """Holds the masked network, optionally its dense twin, and their SGD optimizers."""
 
@@ -122,10 +118,8 @@ class SubnetVsDenseClassifier(keras.Model):
         with tf.GradientTape() as tape:
             logits = network(images, training=True)
             cross_entropy = _cross_entropy(labels, logits)
-            loss = cross_entropy + _reg(network)
-            scaled = scale_loss(loss)  # gradients are summed over replicas
-        variables = network.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        # + the coupled L2 terms (network.losses), replica scaling, apply
+        loss = minimize(tape, cross_entropy, network.trainable_variables, optimizer, model=network)
         return loss, cross_entropy, _accuracy(labels, logits)
 
     def train_step(self, batch):

@@ -17,7 +17,7 @@ finely). Keras' SGD keeps ``v <- m v - lr g`` where PyTorch keeps
 ``v <- m v + g`` and multiplies by the current lr; they coincide for a constant
 lr and differ only slightly under the slowly varying cosine.
 
-Data: `kerasnets.data.cifar` (embedded scikit-learn digits upscaled to 3
+Data: `kerasnets.data.image_classification` (embedded scikit-learn digits upscaled to 3
 channels, or tfds ``cifar10``), per-channel normalisation with the training
 set's mean/std inside the model (exports take raw pixels in [0, 255]),
 pad + random crop (+ flip for CIFAR-10) augmentation as the reference's
@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnets.config import RecipeConfig, param
-from kerasnets.data import cifar as cifar_data
+from kerasnets.data import image_classification as image_data
 from kerasnets.errors import ConfigError
 from kerasnets.export.pruned import to_pruned_model
 from kerasnets.layers import _subnet
@@ -78,7 +78,7 @@ class SubnetConfig(RecipeConfig):
             blocks = conv_subnet.blocks_for_depth(self.depth)
         except ValueError as exc:
             raise ConfigError(f"bad value for 'depth': {exc}") from None
-        if self.data == "cifar10" and self.image_size not in (None, cifar_data.CIFAR_SIZE):
+        if self.data == "cifar10" and self.image_size not in (None, image_data.CIFAR_SIZE):
             raise ConfigError(f"bad value for 'image_size': cifar10 images are 32x32, got {self.image_size}")
         size = self.resolved_image_size()
         if size % 2**blocks:
@@ -90,7 +90,7 @@ class SubnetConfig(RecipeConfig):
     def resolved_image_size(self) -> int:
         if self.image_size is not None:
             return self.image_size
-        return cifar_data.CIFAR_SIZE if self.data == "cifar10" else 8
+        return image_data.CIFAR_SIZE if self.data == "cifar10" else 8
 
 
 def _cross_entropy(labels, logits):
@@ -176,10 +176,10 @@ class SubnetRecipeBase(Recipe):
         self._data = None
 
     # ------------------------------------------------------------------ data
-    def data(self) -> cifar_data.ClassificationData:
+    def data(self) -> image_data.ClassificationData:
         if self._data is None:
             c = self.config
-            self._data = cifar_data.load(
+            self._data = image_data.load(
                 c.data, image_size=c.resolved_image_size(), val_fraction=0.0, data_dir=c.data_dir, download=c.download
             )
         return self._data
@@ -191,8 +191,8 @@ class SubnetRecipeBase(Recipe):
     def build_dataset(self, split: str = "train", start_step: int = 0) -> tf.data.Dataset:
         c = self.config
         if split == "train":
-            return cifar_data.train_dataset(self.data(), c.batch_size, c.seed, start_step, augment=c.augment)
-        return cifar_data.eval_dataset(self.data(), split, c.batch_size)
+            return image_data.train_dataset(self.data(), c.batch_size, c.seed, start_step, augment=c.augment)
+        return image_data.eval_dataset(self.data(), split, c.batch_size)
 
     # ----------------------------------------------------------------- model
     def subnet_options(self) -> dict:

@@ -36,7 +36,7 @@ import numpy as np
 from kerasnets.attacks.bit_flip import make_accuracy_fn, progressive_bit_search, random_bit_flips
 from kerasnets.attacks.plots import plot_curves
 from kerasnets.attacks.quantization import QuantizedModel
-from kerasnets.attacks.recipe_base import NUM_CLASSES, AttackRecipeBase, AttackRecipeConfig
+from kerasnets.tasks.adversarial import NUM_CLASSES, AttackRecipeBase, AttackRecipeConfig
 from kerasnets.config import param
 from kerasnets.models.small_classifiers import JointClassifierTrainer, accuracy, build_classifier, predict_labels
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 
 from kerasnets.config import param
-from kerasnets.training.subnet_classification import SubnetConfig, SubnetRecipeBase
+from kerasnets.tasks.subnet_classification import SubnetConfig, SubnetRecipeBase
 
 
 @dataclasses.dataclass

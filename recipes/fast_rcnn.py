@@ -45,7 +45,7 @@ a 2-core machine shared with other jobs (load ~25), so not an idle timing.
 Serving: selective search is OpenCV code and cannot be inside the SavedModel;
 `serving_default` takes `images` (uint8, any size) **and** `proposals`
 (`[N, P, 4]` xyxy in the input image's pixels) and returns boxes, classes,
-scores, num_detections (see `kerasnets.training.proposal_detection`).
+scores, num_detections (see `kerasnets.tasks.proposal_detection`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ from kerasnets.models.rcnn import build_fast_rcnn_network
 from kerasnets.ops import nms as nms_ops
 from kerasnets.ops import targets as target_ops
 from kerasnets.distribute import replica_seed, scale_loss
-from kerasnets.training.proposal_detection import ProposalDetectionConfig, ProposalDetectionRecipe
+from kerasnets.tasks.proposal_detection import ProposalDetectionConfig, ProposalDetectionRecipe
 
 
 @dataclasses.dataclass

@@ -55,7 +55,7 @@ from kerasnets.errors import ConfigError
 from kerasnets.models import resnet_fpn, two_stage
 from kerasnets.ops import anchors as anchor_ops
 from kerasnets.saving import register
-from kerasnets.training.detection import DetectionConfig, DetectionRecipe
+from kerasnets.tasks.detection import DetectionConfig, DetectionRecipe
 
 
 @dataclasses.dataclass

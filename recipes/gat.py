@@ -35,7 +35,7 @@ import numpy as np
 from kerasnets.attacks import lbfgs as lbfgs_lib
 from kerasnets.attacks.fgsm import fgsm, fgsm_accuracy
 from kerasnets.attacks.plots import plot_adversarial_rows
-from kerasnets.attacks.recipe_base import NUM_CLASSES, AttackRecipeBase, AttackRecipeConfig
+from kerasnets.tasks.adversarial import NUM_CLASSES, AttackRecipeBase, AttackRecipeConfig
 from kerasnets.config import param
 from kerasnets.errors import ConfigError
 from kerasnets.models.gat import GATTrainer, build_gat_generator

@@ -34,7 +34,7 @@ import numpy as np
 
 from kerasnets.attacks import lbfgs as lbfgs_lib
 from kerasnets.attacks.plots import plot_adversarial_rows
-from kerasnets.attacks.recipe_base import NUM_CLASSES, AttackRecipeBase, AttackRecipeConfig
+from kerasnets.tasks.adversarial import NUM_CLASSES, AttackRecipeBase, AttackRecipeConfig
 from kerasnets.config import param
 from kerasnets.models.small_classifiers import JointClassifierTrainer, accuracy, build_classifier, predict_labels
 

@@ -61,7 +61,7 @@ data the SVMs do not beat the softmax, unlike the paper's 54.2 vs 50.9.
 Serving: selective search is OpenCV code and cannot be inside the SavedModel;
 `serving_default` takes `images` (uint8, any size) **and** `proposals`
 (`[N, P, 4]` xyxy in the input image's pixels; see
-`kerasnets.training.proposal_detection`).
+`kerasnets.tasks.proposal_detection`).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ from kerasnets.ops import boxes as box_ops
 from kerasnets.ops import nms as nms_ops
 from kerasnets.ops import targets as target_ops
 from kerasnets.distribute import replica_seed, scale_loss
-from kerasnets.training.proposal_detection import ProposalDetectionConfig, ProposalDetectionRecipe
+from kerasnets.tasks.proposal_detection import ProposalDetectionConfig, ProposalDetectionRecipe
 
 REGRESSION_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # R-CNN appendix C: unweighted targets, ridge-regularised
 

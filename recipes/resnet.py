@@ -17,7 +17,7 @@ The paper's CIFAR recipe, which is also the engine's benchmark model:
   ResNet-110 warms up at lr 0.01 for the first 400 iterations (the paper:
   "until the training error is below 80% (about 400 iterations)");
 * data: 45k/5k train/validation split of CIFAR-10, 4-pixel pad + random crop
-  + horizontal flip (`kerasnets.data.cifar`); the embedded default is
+  + horizontal flip (`kerasnets.data.image_classification`); the embedded default is
   scikit-learn's digits upscaled to 16x16 (no download).
 
 Paper Table 6, CIFAR-10 test error: ResNet-20 8.75%, -32 7.51%, -44 7.17%,
@@ -35,12 +35,12 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnets.config import RecipeConfig, param
-from kerasnets.data import cifar as cifar_data
+from kerasnets.data import image_classification as image_data
 from kerasnets.errors import ConfigError
 from kerasnets.models import resnet_cifar
 from kerasnets.saving import register
 from kerasnets.distribute import scale_loss
-from kerasnets.training.classification import classifier_endpoints, single_image_batches
+from kerasnets.tasks.image_classification import classifier_endpoints, single_image_batches
 from kerasnets.training.recipe import Recipe
 
 #: The paper's ResNet-110 warm-up length (iterations at `warmup_learning_rate`).
@@ -91,7 +91,7 @@ class ResNetConfig(RecipeConfig):
             resnet_cifar.blocks_per_stage(self.depth)
         except ValueError as exc:
             raise ConfigError(f"bad value for 'depth': {exc}") from None
-        if self.data == "cifar10" and self.image_size not in (None, cifar_data.CIFAR_SIZE):
+        if self.data == "cifar10" and self.image_size not in (None, image_data.CIFAR_SIZE):
             raise ConfigError(f"bad value for 'image_size': cifar10 images are 32x32, got {self.image_size}")
         if list(self.lr_decay_at) != sorted(self.lr_decay_at):
             raise ConfigError(f"bad value for 'lr_decay_at': {self.lr_decay_at!r}; expected increasing fractions")
@@ -102,7 +102,7 @@ class ResNetConfig(RecipeConfig):
     def resolved_image_size(self) -> int:
         if self.image_size is not None:
             return self.image_size
-        return cifar_data.CIFAR_SIZE if self.data == "cifar10" else 16
+        return image_data.CIFAR_SIZE if self.data == "cifar10" else 16
 
     def resolved_boundaries(self) -> tuple[int, ...]:
         if self.lr_boundaries is not None:
@@ -205,11 +205,11 @@ class ResNetRecipe(Recipe):
         self._predict_classes = (None, None)
 
     # ------------------------------------------------------------------ data
-    def data(self) -> cifar_data.ClassificationData:
+    def data(self) -> image_data.ClassificationData:
         """The splits and pixel mean (loaded once per recipe object)."""
         if self._data is None:
             c = self.config
-            self._data = cifar_data.load(
+            self._data = image_data.load(
                 c.data,
                 image_size=c.resolved_image_size(),
                 val_fraction=c.val_fraction,
@@ -225,8 +225,8 @@ class ResNetRecipe(Recipe):
     def build_dataset(self, split: str = "train", start_step: int = 0) -> tf.data.Dataset:
         c = self.config
         if split == "train":
-            return cifar_data.train_dataset(self.data(), c.batch_size, c.seed, start_step, augment=c.augment)
-        return cifar_data.eval_dataset(self.data(), split, c.batch_size)
+            return image_data.train_dataset(self.data(), c.batch_size, c.seed, start_step, augment=c.augment)
+        return image_data.eval_dataset(self.data(), split, c.batch_size)
 
     # ----------------------------------------------------------------- model
     def learning_rate_schedule(self) -> StepDecayWithWarmup:
@@ -243,7 +243,7 @@ class ResNetRecipe(Recipe):
         c = self.config
         network = resnet_cifar.build_resnet_cifar(
             c.depth,
-            num_classes=cifar_data.NUM_CLASSES,
+            num_classes=image_data.NUM_CLASSES,
             input_shape=self.image_shape(),
             shortcut=c.shortcut,
             weight_decay=c.weight_decay,

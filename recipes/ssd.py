@@ -74,7 +74,7 @@ from kerasnets.ops import anchors as anchor_ops
 from kerasnets.ops import boxes as box_ops
 from kerasnets.ops.nms import ssd_postprocess
 from kerasnets.ops.targets import ssd_targets, valid_objects
-from kerasnets.training.detection import DetectionConfig, DetectionRecipe
+from kerasnets.tasks.detection import DetectionConfig, DetectionRecipe
 from kerasnets.distribute import scale_loss
 from kerasnets.training.recipe import Endpoint
 

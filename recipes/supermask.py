@@ -41,7 +41,7 @@ import dataclasses
 from typing import Literal
 
 from kerasnets.config import param
-from kerasnets.training.subnet_classification import SubnetConfig, SubnetRecipeBase
+from kerasnets.tasks.subnet_classification import SubnetConfig, SubnetRecipeBase
 
 
 @dataclasses.dataclass

@@ -1,17 +1,18 @@
-"""kerasnets.data.cifar: splits, pixel mean, the paper's augmentation, determinism; tfds cifar10 offline."""
+"""The He et al. CIFAR protocol (kerasnets.data.image_classification.load): splits, pixel mean,
+the paper's augmentation, determinism; tfds cifar10 offline."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from kerasnets.data import cifar
+from kerasnets.data import image_classification as image_data
 
 
 @pytest.fixture(scope="module")
 def mock_cifar():
     with tfds.testing.mock_data(num_examples=40):
-        return cifar.load("cifar10", val_fraction=0.1, data_dir="/nonexistent-cifar-dir", download=False)
+        return image_data.load("cifar10", val_fraction=0.1, data_dir="/nonexistent-cifar-dir", download=False)
 
 
 def test_cifar10_loader_offline_with_mock_data(mock_cifar):
@@ -29,11 +30,11 @@ def test_cifar10_loader_offline_with_mock_data(mock_cifar):
 
 def test_cifar10_train_batches_are_augmented_deterministic_and_resumable(mock_cifar):
     d = mock_cifar
-    ds = cifar.train_dataset(d, batch_size=8, seed=1)
+    ds = image_data.train_dataset(d, batch_size=8, seed=1)
     first = list(ds.take(6).as_numpy_iterator())  # 48 > 36: crosses an epoch boundary
-    again = list(cifar.train_dataset(d, batch_size=8, seed=1).take(6).as_numpy_iterator())
-    resumed = list(cifar.train_dataset(d, batch_size=8, seed=1, start_step=4).take(2).as_numpy_iterator())
-    other = next(cifar.train_dataset(d, batch_size=8, seed=2).as_numpy_iterator())
+    again = list(image_data.train_dataset(d, batch_size=8, seed=1).take(6).as_numpy_iterator())
+    resumed = list(image_data.train_dataset(d, batch_size=8, seed=1, start_step=4).take(2).as_numpy_iterator())
+    other = next(image_data.train_dataset(d, batch_size=8, seed=2).as_numpy_iterator())
     for (xa, ya), (xb, yb) in zip(first, again):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
@@ -64,7 +65,7 @@ def _find_crop(img, candidates, pad):
 def test_pad_crop_flip_uses_every_offset_and_flips_about_half():
     # 4x4 images whose every row is [1, 2, 3, 4]; pad 1 -> padded row [0, 1, 2, 3, 4, 0].
     images = np.tile(np.arange(1, 5, dtype="float32").reshape(1, 1, 4, 1), (3000, 4, 1, 1))
-    out = cifar.pad_crop_flip(images, tf.constant([3, 4]), pad=1, flip=True).numpy()
+    out = image_data.pad_crop_flip(images, tf.constant([3, 4]), pad=1, flip=True).numpy()
     assert out.shape == images.shape
     padded_row = np.array([0, 1, 2, 3, 4, 0], "float32")
     patterns = {}
@@ -80,14 +81,14 @@ def test_pad_crop_flip_uses_every_offset_and_flips_about_half():
     # Vertical offsets: the zero row appears at the top (dy=0), nowhere (dy=1) or the bottom (dy=2).
     top, bottom = np.all(out[:, 0] == 0, axis=(1, 2)), np.all(out[:, 3] == 0, axis=(1, 2))
     assert 800 < top.sum() < 1200 and 800 < bottom.sum() < 1200 and not np.any(top & bottom)
-    same = cifar.pad_crop_flip(images[:8], tf.constant([3, 4]), pad=1).numpy()
+    same = image_data.pad_crop_flip(images[:8], tf.constant([3, 4]), pad=1).numpy()
     assert same.shape == (8, 4, 4, 1)
-    np.testing.assert_array_equal(cifar.pad_crop_flip(images[:8], tf.constant([3, 4]), pad=1).numpy(), same)
-    np.testing.assert_array_equal(cifar.pad_crop_flip(images, tf.constant([0, 0]), pad=0, flip=False), images)
+    np.testing.assert_array_equal(image_data.pad_crop_flip(images[:8], tf.constant([3, 4]), pad=1).numpy(), same)
+    np.testing.assert_array_equal(image_data.pad_crop_flip(images, tf.constant([0, 0]), pad=0, flip=False), images)
 
 
 def test_embedded_digits_default():
-    d = cifar.load("embedded")
+    d = image_data.load("embedded")
     assert d.image_shape == (16, 16, 3)
     assert len(d.x_train) + len(d.x_val) + len(d.x_test) == 1797
     assert len(d.x_test) == 360 and len(d.x_val) == 144  # 20% test, 10% of the rest validation
@@ -95,20 +96,20 @@ def test_embedded_digits_default():
     np.testing.assert_array_equal(d.x_train[..., 0], d.x_train[..., 2])  # grey in 3 channels
     assert (d.pad, d.flip) == (2, False)  # no mirrored digits
     assert sorted(np.unique(d.y_test)) == list(range(10))
-    small = cifar.load("embedded", image_size=8, val_fraction=0.0)
+    small = image_data.load("embedded", image_size=8, val_fraction=0.0)
     assert small.image_shape == (8, 8, 3) and len(small.x_val) == 0 and len(small.x_train) == 1437
     np.testing.assert_array_equal(small.y_test, d.y_test)  # the test split does not move
 
 
 def test_errors():
     with pytest.raises(ValueError, match="unknown data source"):
-        cifar.load("imagenet")
+        image_data.load("imagenet")
     with pytest.raises(ValueError, match="32x32"):
-        cifar.load("cifar10", image_size=16)
+        image_data.load("cifar10", image_size=16)
     with pytest.raises(ValueError, match="val_fraction"):
-        cifar.load("embedded", val_fraction=1.0)
+        image_data.load("embedded", val_fraction=1.0)
     with pytest.raises(FileNotFoundError, match="download=True"):
-        cifar.load("cifar10", data_dir="/nonexistent-cifar-dir", download=False)
-    d = cifar.load("embedded", image_size=8, val_fraction=0.0)
+        image_data.load("cifar10", data_dir="/nonexistent-cifar-dir", download=False)
+    d = image_data.load("embedded", image_size=8, val_fraction=0.0)
     with pytest.raises(ValueError, match="empty"):
-        cifar.eval_dataset(d, "validation", 8)
+        image_data.eval_dataset(d, "validation", 8)

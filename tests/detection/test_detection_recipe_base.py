@@ -1,4 +1,4 @@
-"""The shared detection recipe base (kerasnets.training.detection) with a tiny hand-written detector.
+"""The shared detection recipe base (kerasnets.tasks.detection) with a tiny hand-written detector.
 
 `BrightBoxRecipe` "detects" one box per image: the bounding box of the pixels
 brighter than 0.5. Its output is known exactly, so the data pipeline, the
@@ -18,7 +18,7 @@ import tensorflow as tf
 from kerasnets.config import apply_overrides
 from kerasnets.data import coco, shapes
 from kerasnets.errors import ConfigError
-from kerasnets.training.detection import DetectionConfig, DetectionRecipe, _keypoint_flip_map
+from kerasnets.tasks.detection import DetectionConfig, DetectionRecipe, _keypoint_flip_map
 
 
 class BrightBoxModel(keras.Model):

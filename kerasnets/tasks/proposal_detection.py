@@ -37,7 +37,7 @@ from typing import Literal, Optional
 import numpy as np
 
 from kerasnets.config import param
-from kerasnets.training.detection import DetectionConfig, DetectionRecipe
+from kerasnets.tasks.detection import DetectionConfig, DetectionRecipe
 from kerasnets.training.recipe import Endpoint
 
 

@@ -19,7 +19,7 @@ from kerasnets.config import RecipeConfig, param
 from kerasnets.data import image_classification
 from kerasnets.data.streams import array_dataset, eval_dataset
 from kerasnets.errors import ConfigError
-from kerasnets.training.classification import classifier_endpoints, single_image_batches
+from kerasnets.tasks.image_classification import classifier_endpoints, single_image_batches
 from kerasnets.training.recipe import Recipe
 
 NUM_CLASSES = 10

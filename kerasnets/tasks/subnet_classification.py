@@ -17,7 +17,7 @@ finely). Keras' SGD keeps ``v <- m v - lr g`` where PyTorch keeps
 ``v <- m v + g`` and multiplies by the current lr; they coincide for a constant
 lr and differ only slightly under the slowly varying cosine.
 
-Data: `kerasnets.data.cifar` (embedded scikit-learn digits upscaled to 3
+Data: `kerasnets.data.image_classification` (embedded scikit-learn digits upscaled to 3
 channels, or tfds ``cifar10``), per-channel normalisation with the training
 set's mean/std inside the model (exports take raw pixels in [0, 255]),
 pad + random crop (+ flip for CIFAR-10) augmentation as the reference's
@@ -35,13 +35,13 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnets.config import RecipeConfig, param
-from kerasnets.data import cifar as cifar_data
+from kerasnets.data import image_classification as image_data
 from kerasnets.errors import ConfigError
 from kerasnets.export.pruned import to_pruned_model
 from kerasnets.layers import _subnet
 from kerasnets.models import conv_subnet
-from kerasnets.distribute import scale_loss
-from kerasnets.training.classification import classifier_endpoints, single_image_batches
+from kerasnets.optimization import minimize
+from kerasnets.tasks.image_classification import classifier_endpoints, single_image_batches
 from kerasnets.training.recipe import Recipe
 
 
@@ -78,7 +78,7 @@ class SubnetConfig(RecipeConfig):
             blocks = conv_subnet.blocks_for_depth(self.depth)
         except ValueError as exc:
             raise ConfigError(f"bad value for 'depth': {exc}") from None
-        if self.data == "cifar10" and self.image_size not in (None, cifar_data.CIFAR_SIZE):
+        if self.data == "cifar10" and self.image_size not in (None, image_data.CIFAR_SIZE):
             raise ConfigError(f"bad value for 'image_size': cifar10 images are 32x32, got {self.image_size}")
         size = self.resolved_image_size()
         if size % 2**blocks:
@@ -90,7 +90,7 @@ class SubnetConfig(RecipeConfig):
     def resolved_image_size(self) -> int:
         if self.image_size is not None:
             return self.image_size
-        return cifar_data.CIFAR_SIZE if self.data == "cifar10" else 8
+        return image_data.CIFAR_SIZE if self.data == "cifar10" else 8
 
 
 def _cross_entropy(labels, logits):
@@ -99,10 +99,6 @@ def _cross_entropy(labels, logits):
 
 def _accuracy(labels, logits):
     return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
-
-
-def _reg(network):
-    return tf.add_n(network.losses) if network.losses else tf.zeros([])
 
 
 class SubnetVsDenseClassifier(keras.Model):
@@ -122,10 +118,8 @@ class SubnetVsDenseClassifier(keras.Model):
         with tf.GradientTape() as tape:
             logits = network(images, training=True)
             cross_entropy = _cross_entropy(labels, logits)
-            loss = cross_entropy + _reg(network)
-            scaled = scale_loss(loss)  # gradients are summed over replicas
-        variables = network.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        # + the coupled L2 terms (network.losses), replica scaling, apply
+        loss = minimize(tape, cross_entropy, network.trainable_variables, optimizer, model=network)
         return loss, cross_entropy, _accuracy(labels, logits)
 
     def train_step(self, batch):
@@ -182,10 +176,10 @@ class SubnetRecipeBase(Recipe):
         self._data = None
 
     # ------------------------------------------------------------------ data
-    def data(self) -> cifar_data.ClassificationData:
+    def data(self) -> image_data.ClassificationData:
         if self._data is None:
             c = self.config
-            self._data = cifar_data.load(
+            self._data = image_data.load(
                 c.data, image_size=c.resolved_image_size(), val_fraction=0.0, data_dir=c.data_dir, download=c.download
             )
         return self._data
@@ -197,8 +191,8 @@ class SubnetRecipeBase(Recipe):
     def build_dataset(self, split: str = "train", start_step: int = 0) -> tf.data.Dataset:
         c = self.config
         if split == "train":
-            return cifar_data.train_dataset(self.data(), c.batch_size, c.seed, start_step, augment=c.augment)
-        return cifar_data.eval_dataset(self.data(), split, c.batch_size)
+            return image_data.train_dataset(self.data(), c.batch_size, c.seed, start_step, augment=c.augment)
+        return image_data.eval_dataset(self.data(), split, c.batch_size)
 
     # ----------------------------------------------------------------- model
     def subnet_options(self) -> dict:

@@ -26,7 +26,8 @@ import numpy as np
 from kerasnets.data import detection
 
 
-def _coco_api(annotations):
+def coco_api(annotations):
+    """A pycocotools `COCO` index of an annotation dict or JSON file (checked for the required lists)."""
     try:
         from pycocotools.coco import COCO
     except ImportError as exc:  # pragma: no cover - pycocotools is an install requirement
@@ -71,7 +72,7 @@ def load_coco(
     """
     from PIL import Image
 
-    coco = _coco_api(annotations)
+    coco = coco_api(annotations)
     cats = sorted(coco.loadCats(coco.getCatIds()), key=lambda c: c["id"])
     to_label = {c["id"]: i + 1 for i, c in enumerate(cats)}
     categories = [{**c, "id": to_label[c["id"]], "coco_id": c["id"]} for c in cats]

@@ -47,58 +47,51 @@ Real data: the paper's inference input is a folder of OpenPose BODY_25
 JSON files, one per frame (`load_openpose_json_dir`). Mixamo (the paper's
 training set) is only distributed through Adobe's site and the authors'
 Google Drive, so it is not a loader here.
+
+Modules: the skeleton and body layout are `kerasnets.data.motion_skeleton`, forward
+kinematics and projection `kerasnets.data.motion_kinematics`, OpenPose I/O
+`kerasnets.data.openpose`, stick-figure drawing `kerasnets.utils.motion_drawing`; this
+module (the generator: bodies, motions, the bank, the representation and the baseline)
+re-exports their public names, so `motion_pairs.forward_kinematics` etc. keep working.
 """
 
 from __future__ import annotations
 
-import glob
-import json
-import os
 from typing import NamedTuple
 
 import numpy as np
 
-JOINT_NAMES = (
-    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
-    "left_wrist", "mid_hip", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
-)  # fmt: skip
-NUM_JOINTS = len(JOINT_NAMES)
-#: Parent of every joint (-1 for the root, the mid-hip).
-PARENTS = (1, 8, 1, 2, 3, 1, 5, 6, -1, 8, 9, 10, 8, 12, 13)
-ROOT = 8
-#: (child, parent) pairs = the 14 limbs, also the stick-figure edges.
-LIMBS = tuple((j, p) for j, p in enumerate(PARENTS) if p >= 0)
-#: Limb group of every joint's incoming limb (index into the 8 body lengths; -1 for the root).
-LIMB_GROUP_NAMES = ("head", "shoulder", "upper_arm", "forearm", "spine", "pelvis", "thigh", "shin")
-LIMB_GROUP = (0, 4, 1, 2, 3, 1, 2, 3, -1, 5, 6, 7, 5, 6, 7)
-#: Base body, metres per limb group (a 1.75 m adult).
-BASE_BODY = np.array([0.24, 0.19, 0.29, 0.26, 0.52, 0.10, 0.44, 0.43])
-#: Unit direction of every joint's incoming limb in the rest pose (body frame: faces -y, right on -x, z up).
-REST_DIRECTIONS = np.array(
-    [
-        [0.0, -0.25, 0.97],  # nose (from the neck, slightly forward)
-        [0.0, 0.0, 1.0],  # neck (spine)
-        [-1.0, 0.0, 0.0],  # right shoulder
-        [0.0, 0.0, -1.0],  # right elbow
-        [0.0, 0.0, -1.0],  # right wrist
-        [1.0, 0.0, 0.0],  # left shoulder
-        [0.0, 0.0, -1.0],  # left elbow
-        [0.0, 0.0, -1.0],  # left wrist
-        [0.0, 0.0, 0.0],  # mid hip (root)
-        [-1.0, 0.0, 0.0],  # right hip
-        [0.0, 0.0, -1.0],  # right knee
-        [0.0, 0.0, -1.0],  # right ankle
-        [1.0, 0.0, 0.0],  # left hip
-        [0.0, 0.0, -1.0],  # left knee
-        [0.0, 0.0, -1.0],  # left ankle
-    ]
+# Re-exported: the recipe and its tests reach the whole data set through this one module.
+from kerasnets.data.motion_kinematics import (  # noqa: F401
+    FK_ORDER,
+    UNIT,
+    VIEW_ANGLES,
+    bone_directions,
+    forward_kinematics,
+    project,
 )
-REST_DIRECTIONS[0] /= np.linalg.norm(REST_DIRECTIONS[0])
-#: The paper's 7 training views (degrees about the vertical axis).
-VIEW_ANGLES = (-90.0, -60.0, -30.0, 0.0, 30.0, 60.0, 90.0)
-#: Pixels per metre of the orthographic projection (the reference's `unit`).
-UNIT = 128.0
-#: Channels of the representation: 14 local joints + root velocity, x and y each.
+from kerasnets.data.motion_skeleton import (  # noqa: F401
+    ANGLE_NAMES,
+    BASE_BODY,
+    BODY_SIZE,
+    JOINT_NAMES,
+    LIMB_GROUP,
+    LIMB_GROUP_NAMES,
+    LIMBS,
+    MOTION_FAMILIES,
+    NUM_JOINTS,
+    PARENTS,
+    POSTURE_NAMES,
+    POSTURE_RANGES,
+    POSTURE_TARGETS,
+    REST_DIRECTIONS,
+    ROOT,
+    Motion,
+    leg_length,
+)
+from kerasnets.data.openpose import load_openpose_json_dir, write_openpose_json_dir  # noqa: F401
+from kerasnets.utils.motion_drawing import clip_box, draw_pose  # noqa: F401
+
 NUM_CHANNELS = 2 * NUM_JOINTS
 #: Local joints after the root is dropped (index into the 14 rows).
 LOCAL_JOINTS = tuple(j for j in range(NUM_JOINTS) if j != ROOT)
@@ -106,67 +99,9 @@ LOCAL_JOINTS = tuple(j for j in range(NUM_JOINTS) if j != ROOT)
 FOOT_CHANNELS = tuple(
     2 * LOCAL_JOINTS.index(j) + c for j in (JOINT_NAMES.index("right_ankle"), JOINT_NAMES.index("left_ankle")) for c in (0, 1)
 )
-MOTION_FAMILIES = (
-    "walk", "run", "jump", "squat", "wave", "jumping_jacks", "kick", "punch", "side_step", "turn_walk",
-)  # fmt: skip
-#: Angle channels of a motion (radians), see `forward_kinematics`.
-ANGLE_NAMES = (
-    "heading", "spine_flex", "spine_side", "neck_flex", "pelvis_roll",
-    "r_shoulder_flex", "r_shoulder_abd", "r_elbow", "l_shoulder_flex", "l_shoulder_abd", "l_elbow",
-    "r_hip_flex", "r_hip_abd", "r_knee", "l_hip_flex", "l_hip_abd", "l_knee",
-)  # fmt: skip
-
-
-class Motion(NamedTuple):
-    """One character-agnostic motion.
-
-    `angles [T, 17]` (radians, `ANGLE_NAMES` order); `displacement [T, 2]`:
-    the root's (forward, rightward) position in the character's heading frame
-    at t = 0, in leg lengths; `lift [T]`: height above the ground pose, in leg
-    lengths; `family`: index into `MOTION_FAMILIES`.
-    """
-
-    angles: np.ndarray
-    displacement: np.ndarray
-    lift: np.ndarray
-    family: int
-
-
-# --------------------------------------------------------------------- rotations
-
-
-def _rx(a):
-    c, s = np.cos(a), np.sin(a)
-    o, z = np.ones_like(a), np.zeros_like(a)
-    return np.stack([np.stack([o, z, z], -1), np.stack([z, c, -s], -1), np.stack([z, s, c], -1)], -2)
-
-
-def _ry(a):
-    c, s = np.cos(a), np.sin(a)
-    o, z = np.ones_like(a), np.zeros_like(a)
-    return np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1), np.stack([-s, z, c], -1)], -2)
-
-
-def _rz(a):
-    c, s = np.cos(a), np.sin(a)
-    o, z = np.ones_like(a), np.zeros_like(a)
-    return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2)
 
 
 # ------------------------------------------------------------------------ bodies
-
-
-#: Character posture (radians), added to every motion's angles: the rest pose differs between characters.
-POSTURE_NAMES = ("arm_rest_abd", "stance_abd", "spine_lean", "neck_lean")
-#: Angle channel (index into `ANGLE_NAMES`) and side sign of each posture term's targets.
-_POSTURE_TARGETS = (
-    (("r_shoulder_abd", 1.0), ("l_shoulder_abd", 1.0)),
-    (("r_hip_abd", 1.0), ("l_hip_abd", 1.0)),
-    (("spine_flex", 1.0),),
-    (("neck_flex", 1.0),),
-)
-POSTURE_RANGES = ((0.0, 0.35), (0.0, 0.12), (-0.08, 0.15), (-0.1, 0.25))
-BODY_SIZE = len(BASE_BODY) + len(POSTURE_NAMES)
 
 
 def sample_bodies(num: int, seed: int = 0, global_range=(0.75, 1.25), local_range=(0.7, 1.3), posture=True) -> np.ndarray:
@@ -188,12 +123,6 @@ def sample_bodies(num: int, seed: int = 0, global_range=(0.75, 1.25), local_rang
     if not posture:
         pose[:] = 0.0
     return np.concatenate([BASE_BODY[None] * g * local, pose], -1)
-
-
-def leg_length(body) -> np.ndarray:
-    """Thigh + shin (metres), the unit of a motion's root displacement."""
-    body = np.asarray(body)
-    return body[..., 6] + body[..., 7]
 
 
 # ----------------------------------------------------------------------- motions
@@ -335,107 +264,6 @@ def sample_motions(num: int, length: int, seed: int = 0, families=None) -> list[
     return motions
 
 
-# -------------------------------------------------------------------- kinematics
-
-
-def _local_rotations(angles):
-    """Per-joint rotations `[T, 15, 3, 3]` of each joint's incoming limb relative to its parent's frame."""
-    a = {name: angles[:, k] for k, name in enumerate(ANGLE_NAMES)}
-    t = angles.shape[0]
-    rot = np.tile(np.eye(3), (t, NUM_JOINTS, 1, 1))
-    rot[:, ROOT] = _rz(a["heading"])
-    # Flexion toward the front (-y) is a negative rotation about x; knees bend backward.
-    rot[:, 1] = _rx(-a["spine_flex"]) @ _ry(a["spine_side"])
-    rot[:, 0] = _rx(-a["neck_flex"])
-    # Pelvis roll (about the facing axis) tilts the hip line; the legs hang from it.
-    rot[:, 9] = rot[:, 12] = _ry(a["pelvis_roll"])
-    for side, sign, (sh, el, wr, hp, kn, an) in (("r", 1.0, (2, 3, 4, 9, 10, 11)), ("l", -1.0, (5, 6, 7, 12, 13, 14))):
-        # Abduction swings the limb outward: toward -x on the right, +x on the left.
-        rot[:, el] = _rx(-a[f"{side}_shoulder_flex"]) @ _ry(sign * a[f"{side}_shoulder_abd"])
-        rot[:, wr] = _rx(-a[f"{side}_elbow"])
-        rot[:, kn] = _rx(-a[f"{side}_hip_flex"]) @ _ry(sign * a[f"{side}_hip_abd"])
-        rot[:, an] = _rx(a[f"{side}_knee"])
-    return rot
-
-
-def _order():
-    """Joints in an order where every parent precedes its children."""
-    order, seen = [ROOT], {ROOT}
-    while len(order) < NUM_JOINTS:
-        for j, p in enumerate(PARENTS):
-            if j not in seen and p in seen:
-                order.append(j)
-                seen.add(j)
-    return order
-
-
-_FK_ORDER = _order()
-
-
-def forward_kinematics(motion: Motion, body) -> np.ndarray:
-    """3-D joints `[T, 15, 3]` (metres, z up) of `motion` performed by `body`.
-
-    `body`: 8 limb-group lengths, optionally followed by the 4 posture angles
-    of `sample_bodies` (added to the motion's angles).
-
-    Rotations compose down the tree (`G_j = G_parent(j) R_j`); a joint sits at
-    `p_parent + G_j (length_j * rest_direction_j)`. The root moves by the
-    motion's displacement times the body's leg length and is lifted so the
-    lower ankle touches z = 0, plus the motion's lift times the leg length.
-    """
-    body = np.asarray(body, np.float64)
-    if body.shape not in ((len(BASE_BODY),), (BODY_SIZE,)):
-        raise ValueError(
-            f"body must hold {len(BASE_BODY)} limb-group lengths (+ {len(POSTURE_NAMES)} posture angles), got shape {body.shape}"
-        )
-    if np.any(body[: len(BASE_BODY)] <= 0):
-        raise ValueError("body lengths must be positive")
-    angles = np.array(motion.angles, np.float64)
-    if body.shape == (BODY_SIZE,):
-        for value, targets in zip(body[len(BASE_BODY) :], _POSTURE_TARGETS):
-            for name, sign in targets:
-                angles[:, ANGLE_NAMES.index(name)] += sign * value
-    t = angles.shape[0]
-    rot = _local_rotations(angles)
-    glob = np.zeros_like(rot)
-    pos = np.zeros((t, NUM_JOINTS, 3))
-    for j in _FK_ORDER:
-        p = PARENTS[j]
-        if p < 0:
-            glob[:, j] = rot[:, j]
-            continue
-        glob[:, j] = glob[:, p] @ rot[:, j]
-        offset = body[LIMB_GROUP[j]] * REST_DIRECTIONS[j]
-        pos[:, j] = pos[:, p] + glob[:, j] @ offset
-    leg = leg_length(body)
-    ground = -np.minimum(pos[:, 11, 2], pos[:, 14, 2])
-    root = np.zeros((t, 3))
-    root[:, :2] = np.asarray(motion.displacement) * leg
-    root[:, 2] = ground + np.asarray(motion.lift) * leg
-    return pos + root[:, None, :]
-
-
-def bone_directions(joints3d) -> np.ndarray:
-    """Unit vectors `[..., 14, 3]` of every limb (child - parent), in `LIMBS` order."""
-    joints3d = np.asarray(joints3d)
-    vec = np.stack([joints3d[..., c, :] - joints3d[..., p, :] for c, p in LIMBS], -2)
-    return vec / np.linalg.norm(vec, axis=-1, keepdims=True)
-
-
-def project(joints3d, view_deg, unit: float = UNIT) -> np.ndarray:
-    """Orthographic 2-D joints `[..., T, 15, 2]` (pixels, y down) after a `view_deg` turn about z.
-
-    `view_deg` is a scalar or broadcasts against the leading axes.
-    """
-    joints3d = np.asarray(joints3d, np.float64)
-    theta = np.deg2rad(np.asarray(view_deg, np.float64))
-    c, s = np.cos(theta), np.sin(theta)
-    while np.ndim(c) < joints3d.ndim - 1:
-        c, s = c[..., None], s[..., None]
-    x = c * joints3d[..., 0] - s * joints3d[..., 1]
-    return np.stack([x, -joints3d[..., 2]], -1) * unit
-
-
 # ---------------------------------------------------------------- representation
 
 
@@ -550,7 +378,7 @@ def limb_scale_baseline(source2d, target2d) -> np.ndarray:
     root = source2d[..., ROOT, :]
     leg_ratio = (lt[..., 6] + lt[..., 7]) / (ls[..., 6] + ls[..., 7])
     out[..., ROOT, :] = root[..., :1, :] + (root - root[..., :1, :]) * leg_ratio[..., None, None]
-    for j in _FK_ORDER[1:]:
+    for j in FK_ORDER[1:]:
         p = PARENTS[j]
         limb = source2d[..., j, :] - source2d[..., p, :]
         out[..., j, :] = out[..., p, :] + limb * ratio[..., LIMB_GROUP[j], None, None]
@@ -582,114 +410,3 @@ def bank_clips(bank: MotionBank, views=VIEW_ANGLES, unit: float = UNIT) -> np.nd
     views = np.asarray(views, np.float64)
     out = np.stack([project(bank.joints3d, v, unit) for v in views], axis=2)
     return out.astype(np.float32)
-
-
-# ---------------------------------------------------------------------- real data
-
-
-def load_openpose_json_dir(directory, max_frames=None) -> np.ndarray:
-    """OpenPose BODY_25 JSON files (one per frame, sorted by name) -> `[T, 15, 2]` pixels.
-
-    The first person of every frame; the first 15 keypoints. Missing joints
-    (OpenPose writes 0, 0) take the previous frame's value, then leading gaps
-    the next frame's; the neck and mid-hip are recomputed as the shoulder and
-    hip midpoints, as the paper's preprocessing does.
-    """
-    files = sorted(glob.glob(os.path.join(directory, "*.json")))
-    if not files:
-        raise ValueError(f"no OpenPose .json files in {directory!r}")
-    if max_frames is not None:
-        files = files[: int(max_frames)]
-    frames = []
-    for path in files:
-        with open(path) as f:
-            data = json.load(f)
-        people = data.get("people") or []
-        if not people:
-            raise ValueError(f"{path}: no person detected")
-        kp = np.asarray(people[0]["pose_keypoints_2d"], np.float64).reshape(-1, 3)
-        if kp.shape[0] < NUM_JOINTS:
-            raise ValueError(f"{path}: {kp.shape[0]} keypoints, expected the BODY_25 layout (>= {NUM_JOINTS})")
-        frames.append(kp[:NUM_JOINTS, :2])
-    clip = np.stack(frames)
-    missing = np.all(clip == 0, axis=-1)
-    for t in range(1, len(clip)):
-        clip[t][missing[t]] = clip[t - 1][missing[t]]
-        missing[t] &= missing[t - 1]
-    for t in range(len(clip) - 2, -1, -1):
-        clip[t][missing[t]] = clip[t + 1][missing[t]]
-    clip[:, 1] = (clip[:, 2] + clip[:, 5]) / 2.0
-    clip[:, ROOT] = (clip[:, 9] + clip[:, 12]) / 2.0
-    return clip.astype(np.float32)
-
-
-def write_openpose_json_dir(directory, joints2d) -> list[str]:
-    """Write a clip `[T, 15, 2]` as OpenPose BODY_25 JSON files (other 10 keypoints zero); for tests and demos."""
-    joints2d = np.asarray(joints2d, np.float64)
-    os.makedirs(directory, exist_ok=True)
-    paths = []
-    for t, frame in enumerate(joints2d):
-        kp = np.zeros((25, 3))
-        kp[:NUM_JOINTS, :2] = frame
-        kp[:NUM_JOINTS, 2] = 1.0
-        path = os.path.join(directory, f"frame_{t:012d}_keypoints.json")
-        with open(path, "w") as f:
-            json.dump({"version": 1.3, "people": [{"pose_keypoints_2d": kp.reshape(-1).tolist()}]}, f)
-        paths.append(path)
-    return paths
-
-
-# ------------------------------------------------------------------------ drawing
-
-#: Stick-figure colours: right side, left side, centre (torso and head).
-_RIGHT, _LEFT, _CENTRE = (220, 60, 60), (50, 110, 230), (40, 40, 40)
-
-
-def _limb_colour(child):
-    name = JOINT_NAMES[child]
-    if name.startswith("right") or (name == "neck" and False):
-        return _RIGHT
-    if name.startswith("left"):
-        return _LEFT
-    return _CENTRE
-
-
-def draw_pose(joints2d, size=(128, 96), box=None, colour=None, background=(255, 255, 255), width=2):
-    """Draw one 2-D pose `[15, 2]` as a stick figure; uint8 `[H, W, 3]`.
-
-    `box = (x0, y0, x1, y1)` is the region of joint space mapped into the
-    image (aspect kept, 8 % margin); default: the pose's own bounds. Right
-    limbs red, left blue, torso and head dark (or all `colour`).
-    """
-    from PIL import Image, ImageDraw
-
-    joints2d = np.asarray(joints2d, np.float64)
-    h, w = size
-    if box is None:
-        lo, hi = joints2d.min(0), joints2d.max(0)
-    else:
-        lo, hi = np.asarray(box[:2], np.float64), np.asarray(box[2:], np.float64)
-    extent = np.maximum(hi - lo, 1e-6)
-    scale = 0.84 * min(w / extent[0], h / extent[1])
-    offset = np.array([w, h]) / 2.0 - (lo + hi) / 2.0 * scale
-    pts = joints2d * scale + offset
-    img = Image.new("RGB", (w, h), background)
-    draw = ImageDraw.Draw(img)
-    for c, p in LIMBS:
-        draw.line([tuple(pts[p]), tuple(pts[c])], fill=colour or _limb_colour(c), width=width)
-    r = max(1.0, width * 0.9)
-    for k, (x, y) in enumerate(pts):
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=colour or _limb_colour(k))
-    return np.asarray(img)
-
-
-def clip_box(*clips, root_relative=True):
-    """A shared drawing box `(x0, y0, x1, y1)` for clips `[T, 15, 2]` (root-relative if asked)."""
-    pts = []
-    for clip in clips:
-        clip = np.asarray(clip, np.float64)
-        if root_relative:
-            clip = clip - clip[:, ROOT : ROOT + 1]
-        pts.append(clip.reshape(-1, 2))
-    pts = np.concatenate(pts)
-    return (*pts.min(0), *pts.max(0))

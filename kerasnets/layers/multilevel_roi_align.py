@@ -7,7 +7,9 @@ from collections.abc import Mapping
 import keras
 
 from kerasnets.layers.roi_align import roi_output_shape
-from kerasnets.ops import roi as roi_ops
+from kerasnets.ops import multilevel_roi_align as roi_ops
+from kerasnets.ops import roi_align as roi_align_ops
+from kerasnets.ops import roi_common
 from kerasnets.saving import register
 
 
@@ -63,7 +65,7 @@ class MultiLevelRoIAlign(keras.layers.Layer):
     def __init__(self, output_size=7, levels=(2, 3, 4, 5), strides=None, sampling_ratio=2, aligned=True,
                  canonical_level=4, canonical_size=224.0, implementation="auto", **kwargs):
         super().__init__(**kwargs)
-        self.output_size = roi_ops.normalize_output_size(output_size)
+        self.output_size = roi_common.normalize_output_size(output_size)
         self.levels = tuple(int(level) for level in levels)
         if not self.levels or list(self.levels) != list(range(self.levels[0], self.levels[-1] + 1)):
             raise ValueError(f"levels must be consecutive increasing ints, got {levels}")
@@ -80,8 +82,8 @@ class MultiLevelRoIAlign(keras.layers.Layer):
         self.canonical_size = float(canonical_size)
         if not self.canonical_size > 0:
             raise ValueError(f"canonical_size must be positive, got {canonical_size}")
-        if implementation not in roi_ops.IMPLEMENTATIONS:
-            raise ValueError(f"implementation must be one of {roi_ops.IMPLEMENTATIONS}, got {implementation!r}")
+        if implementation not in roi_align_ops.IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {roi_align_ops.IMPLEMENTATIONS}, got {implementation!r}")
         if implementation == "crop_and_resize" and sampling_ratio < 1:
             raise ValueError("implementation='crop_and_resize' needs sampling_ratio >= 1")
         self.implementation = implementation

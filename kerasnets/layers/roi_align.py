@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from kerasnets.ops import roi as roi_ops
+from kerasnets.ops import roi_align as roi_ops
+from kerasnets.ops import roi_common
 from kerasnets.saving import register
 
 
@@ -85,8 +86,8 @@ class RoIAlign(keras.layers.Layer):
     def __init__(self, output_size=7, spatial_scale=1.0, sampling_ratio=2, aligned=True,
                  implementation="auto", **kwargs):
         super().__init__(**kwargs)
-        self.output_size = roi_ops.normalize_output_size(output_size)
-        self.spatial_scale = roi_ops._check_scale(spatial_scale)
+        self.output_size = roi_common.normalize_output_size(output_size)
+        self.spatial_scale = roi_common.check_spatial_scale(spatial_scale)
         if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int):
             raise ValueError(f"sampling_ratio must be an int (<= 0 for adaptive), got {sampling_ratio!r}")
         self.sampling_ratio = sampling_ratio

@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 
 from kerasnets.layers.roi_align import roi_output_shape, split_roi_inputs
-from kerasnets.ops import roi as roi_ops
+from kerasnets.ops import roi_common
+from kerasnets.ops import roi_pool as roi_ops
 from kerasnets.saving import register
 
 
@@ -52,8 +53,8 @@ class RoIPool(keras.layers.Layer):
 
     def __init__(self, output_size=7, spatial_scale=1.0, jit_compile="auto", **kwargs):
         super().__init__(**kwargs)
-        self.output_size = roi_ops.normalize_output_size(output_size)
-        self.spatial_scale = roi_ops._check_scale(spatial_scale)
+        self.output_size = roi_common.normalize_output_size(output_size)
+        self.spatial_scale = roi_common.check_spatial_scale(spatial_scale)
         self.jit_compile = roi_ops.check_jit_compile(jit_compile)
         self.supports_jit = jit_compile is not False  # the no-XLA gradient is a bincount, not XLA-compilable
 

@@ -9,7 +9,8 @@ Detection, in the order a two-stage detector uses them:
 * `sampling`: balanced positive/negative sampling (RPN 256 @ 50 %, RoIs 512 @ 25 %);
 * `targets`: RPN / SSD / RoI training targets from padded ground truth;
 * `proposals`: RPN proposals (top-k, decode, clip, NMS 0.7);
-* `roi`: RoIAlign, RoIPool, FPN multi-level RoIAlign;
+* `roi_align`, `roi_pool`, `multilevel_roi_align` (FPN level assignment), with shared argument
+  handling in `roi_common` (`roi` re-exports them);
 * `masks`: Mask R-CNN 28x28 mask targets and pasting masks into the image;
 * `keypoints`: keypoint heatmap targets and decoding;
 * `nms`: fixed-size (per-class) NMS for eager, `tf.function`, XLA and SavedModel; SSD post-processing.

@@ -1,4 +1,4 @@
-"""Keypoint heatmaps as in HRNet (Sun et al. 2019): Gaussian targets, decoding, flip test, loss.
+"""Keypoint heatmaps as in HRNet (Sun et al. 2019): Gaussian targets, decoding, flip test.
 
 Conventions of the reference code (leoxiaobin/deep-high-resolution-net.pytorch,
 `lib/dataset/JointsDataset.py`, `lib/core/inference.py`, `lib/core/loss.py`),
@@ -17,8 +17,7 @@ followed here:
   (peak 1), and **target weight** `w_k = 1` for a labelled joint (`v > 0`),
   0 if unlabelled or if the window lies fully outside the map (then
   `H_k = 0`);
-* **loss** (`JointsMSELoss` with `use_target_weight`):
-  `L = 1/K sum_k 0.5 * mean_{n,u,v} (w_nk * (P_nk(u,v) - H_nk(u,v)))^2`;
+* **loss**: `kerasnets.losses.heatmaps.joints_mse_loss` (HRNet's `JointsMSELoss`);
 * **decoding** (`get_max_preds` + `get_final_preds`): argmax of each map
   (coordinates set to 0 where the max is <= 0), then a quarter-pixel step
   toward the higher neighbour, `p += 0.25 * sign(H(p + e) - H(p - e))` per
@@ -38,6 +37,9 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+
+# Moved to kerasnets.losses.heatmaps; re-exported for callers of the old place (recipes/hrnet.py).
+from kerasnets.losses.heatmaps import joints_mse_loss  # noqa: F401
 
 
 def _pair(value, what):
@@ -128,17 +130,6 @@ def gaussian_heatmaps(keypoints, image_size, heatmap_size, sigma: float = 2.0, s
     rank = len(maps.shape)
     perm = list(range(rank - 3)) + [rank - 2, rank - 1, rank - 3]
     return tf.transpose(maps, perm), weight
-
-
-def joints_mse_loss(pred, target, weight):
-    """HRNet's `JointsMSELoss` (target weights on): `1/K sum_k 0.5 * mean((w_k * (P_k - H_k))^2)`.
-
-    `pred`, `target`: `[N, h, w, K]`; `weight`: `[N, K]`. Returns a scalar.
-    """
-    pred = tf.convert_to_tensor(pred, tf.float32)
-    target = tf.cast(target, pred.dtype)
-    w = tf.cast(weight, pred.dtype)[:, None, None, :]
-    return 0.5 * tf.reduce_mean(tf.square(w * (pred - target)))
 
 
 def decode_heatmaps(heatmaps):

@@ -8,7 +8,7 @@ mask of each RoI's matched instance is RoIAligned with the RoI box to
 treats pixel `j` as the interval `[j, j + 1)` with its value at `j + 0.5`, so
 a box that exactly covers a mask's pixels crops to all ones.
 
-The crop is `kerasnets.ops.roi.roi_align` (torchvision semantics) on the
+The crop is `kerasnets.ops.roi_align.roi_align` (torchvision semantics) on the
 masks as one-channel feature maps, one "image" per instance. The default
 `sampling_ratio=2` runs on the fast `crop_and_resize` path, which does not
 compile under XLA; `sampling_ratio=0` (detectron2's adaptive sampling) uses
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from kerasnets.ops.roi import roi_align
+from kerasnets.ops.roi_align import roi_align
 
 MASK_SIZE = 28
 

@@ -2,7 +2,7 @@
 
 Written from the kernels' rules (torchvision/csrc/ops/cpu/roi_align_common.h,
 roi_pool_kernel.cpp), deliberately in the kernels' own shape - explicit y_low / y_high
-branches, per-sample loops - not in the tent / window-table forms used by kerasnets.ops.roi.
+branches, per-sample loops - not in the tent / window-table forms used by kerasnets.ops.roi_align / roi_pool.
 Features are NHWC here.
 """
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 from _roi_reference import roi_align_ref
 
 from kerasnets.layers import MultiLevelRoIAlign
-from kerasnets.ops.roi import fpn_levels, multilevel_roi_align
+from kerasnets.ops.multilevel_roi_align import fpn_levels, multilevel_roi_align
 from kerasnets.testing import run_layer_test
 
 RNG = np.random.default_rng(11)

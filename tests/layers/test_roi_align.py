@@ -6,7 +6,7 @@ import tensorflow as tf
 from _roi_reference import random_boxes, roi_align_ref, torchvision_reference
 
 from kerasnets.layers import RoIAlign
-from kerasnets.ops.roi import roi_align
+from kerasnets.ops.roi_align import roi_align
 from kerasnets.testing import run_layer_test
 
 SCALE = 0.25

@@ -6,7 +6,7 @@ import tensorflow as tf
 from _roi_reference import random_boxes, roi_pool_ref, torchvision_reference
 
 from kerasnets.layers import RoIPool
-from kerasnets.ops.roi import roi_pool, round_half_away_from_zero
+from kerasnets.ops.roi_pool import roi_pool, round_half_away_from_zero
 from kerasnets.testing import run_layer_test
 
 RNG = np.random.default_rng(5)
@@ -203,7 +203,7 @@ def test_ties_go_to_the_first_maximum_in_row_major_order(table_elements, trainin
     # leaves no room for a window table: one-pixel windows on the map itself, bins in bands of
     # 2 x 2. training=True takes values and arg-max from the int64 keys in the forward pass
     # (XLA-compiled with jit_compile="auto"); False, the float max.
-    from kerasnets.ops import roi as roi_ops
+    from kerasnets.ops import roi_pool as roi_ops
 
     if table_elements is not None:
         monkeypatch.setattr(roi_ops, "MAX_TABLE_ELEMENTS", table_elements)

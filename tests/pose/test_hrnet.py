@@ -7,10 +7,9 @@ import pytest
 import tensorflow as tf
 
 from kerasnets.config import apply_overrides
-from kerasnets.data import skeleton
+from kerasnets.data import coco_keypoints, skeleton
 from kerasnets.errors import ConfigError
 from kerasnets.models.hrnet import HRNET_W32, build_hrnet
-from kerasnets.recipes import hrnet as hrnet_recipe
 from kerasnets.recipes.hrnet import HRNetConfig, HRNetRecipe
 from kerasnets.training import engine
 
@@ -67,12 +66,12 @@ def test_defaults_follow_the_reference():
 def test_coco_format_loader_crops_people(tmp_path):
     scenes = skeleton.generate_scenes(3, height=96, width=96, seed=2)
     skeleton.write_coco_keypoint_dir(str(tmp_path), scenes, split="val2017")
-    data = hrnet_recipe.load_coco_people(str(tmp_path), "val2017", (64, 48))
+    data = coco_keypoints.load_coco_people(str(tmp_path), "val2017", (64, 48))
     assert data["images"].shape == (3, 64, 48, 3) and data["images"].dtype == np.uint8
     # Crop keypoints map back onto the file's keypoints.
     for kp_crop, affine, kp_file in zip(data["keypoints"], data["to_image"], scenes.keypoints):
         vis = kp_crop[:, 2] > 0
-        back = hrnet_recipe.apply_affine(kp_crop[vis, :2] + 0.5, affine)
+        back = coco_keypoints.apply_affine(kp_crop[vis, :2] + 0.5, affine)
         np.testing.assert_allclose(back, kp_file[vis, :2], atol=1e-3)
     # The box, grown to the crop's aspect ratio, fills 1 / 1.25 of the crop: w = 48 / 1.25 or h = 64 / 1.25.
     fill = np.maximum(data["boxes"][:, 2] / (48 / 1.25), data["boxes"][:, 3] / (64 / 1.25))
@@ -80,13 +79,13 @@ def test_coco_format_loader_crops_people(tmp_path):
     # The ground truth mapped through the evaluation path scores AP 1 against the file.
     from kerasnets.metrics.pose import oks_ap
 
-    in_image = np.stack([hrnet_recipe.apply_affine(k[:, :2] + 0.5, a) for k, a in zip(data["keypoints"],
+    in_image = np.stack([coco_keypoints.apply_affine(k[:, :2] + 0.5, a) for k, a in zip(data["keypoints"],
                                                                                       data["to_image"])])
     ap = oks_ap(in_image, np.ones(3), None, None, None, image_ids=data["image_ids"],
                 ground_truth=data["ground_truth"])
     assert ap["AP"] == pytest.approx(1.0)
     with pytest.raises(FileNotFoundError, match="person_keypoints_train2017"):
-        hrnet_recipe.load_coco_people(str(tmp_path), "train2017", (64, 48))
+        coco_keypoints.load_coco_people(str(tmp_path), "train2017", (64, 48))
 
 
 @pytest.mark.slow

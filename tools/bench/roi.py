@@ -81,7 +81,8 @@ def ours(args, features, boxes, indices):
     import numpy as np
     import tensorflow as tf
 
-    from kerasnets.ops.roi import roi_align, roi_pool
+    from kerasnets.ops.roi_align import roi_align
+    from kerasnets.ops.roi_pool import roi_pool
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)

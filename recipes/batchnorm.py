@@ -47,7 +47,7 @@ from kerasnets.config import RecipeConfig, param
 from kerasnets.data import streams
 from kerasnets.data.image_classification import image_shape, load_image_classification
 from kerasnets.errors import ConfigError
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
 
 PERCENTILES = (15, 50, 85)
@@ -199,11 +199,9 @@ class BatchNormComparison(keras.Model):
                 losses[name] = tf.reduce_mean(
                     tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
                 )
-            # Disjoint variables: d(sum)/dw is each net's own gradient.
-            total = scale_loss(losses["no_bn"] + losses["bn"])
+        # Disjoint variables: d(sum)/dw is each net's own gradient.
         variables = self.no_bn.trainable_variables + self.bn.trainable_variables
-        grads = tape.gradient(total, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        minimize(tape, losses["no_bn"] + losses["bn"], variables, self.optimizer, model=self)
         logs = {f"loss_{name}": loss for name, loss in losses.items()}
 
         # The engine records steps that are multiples of log_every, and the last one.

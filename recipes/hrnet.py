@@ -57,7 +57,7 @@ from kerasnets.errors import ConfigError
 from kerasnets.metrics import pose as pose_metrics
 from kerasnets.models.hrnet import build_hrnet
 from kerasnets.ops import heatmaps as hm_ops
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -274,11 +274,8 @@ class HRNetPose(keras.Model):
         with tf.GradientTape() as tape:
             pred = self(images, training=True)
             loss = hm_ops.joints_mse_loss(pred, target, weight)
-            scaled = scale_loss(loss)
-        variables = self.network.trainable_variables
-        grads = tape.gradient(scaled, variables)
         lr = self.optimizer.learning_rate
-        self.optimizer.apply_gradients(zip(grads, variables))
+        minimize(tape, loss, self.network.trainable_variables, self.optimizer, model=self.network)
         return {"loss": loss, "learning_rate": tf.cast(lr, tf.float32)}
 
 

@@ -39,7 +39,7 @@ from kerasnets.data import cifar as cifar_data
 from kerasnets.errors import ConfigError
 from kerasnets.models import resnet_cifar
 from kerasnets.saving import register
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import minimize
 from kerasnets.training.classification import classifier_endpoints, single_image_batches
 from kerasnets.training.recipe import Recipe
 
@@ -174,14 +174,9 @@ class ResNetClassifier(keras.Model):
             cross_entropy = tf.reduce_mean(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
             )
-            l2 = tf.add_n(self.network.losses) if self.network.losses else tf.zeros([])
-            loss = cross_entropy + l2
-            # Per-replica mean -> share of the global mean (gradients are summed over replicas).
-            scaled = scale_loss(loss)
-        variables = self.network.trainable_variables
-        grads = tape.gradient(scaled, variables)
         learning_rate = self.optimizer.learning_rate
-        self.optimizer.apply_gradients(zip(grads, variables))
+        # loss = cross-entropy + the network's L2 (minimize adds it).
+        loss = minimize(tape, cross_entropy, self.network.trainable_variables, self.optimizer, model=self.network)
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
         return {
             "loss": loss,

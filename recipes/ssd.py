@@ -75,7 +75,7 @@ from kerasnets.ops import boxes as box_ops
 from kerasnets.ops.nms import ssd_postprocess
 from kerasnets.ops.targets import ssd_targets, valid_objects
 from kerasnets.training.detection import DetectionConfig, DetectionRecipe
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint
 
 #: VGG's per-channel RGB means on 0..255, subtracted by the Caffe SSD.
@@ -290,10 +290,7 @@ class SSDModel(keras.Model):
         with tf.GradientTape() as tape:
             terms = self.losses_on(batch, training=True)
             loss = terms["classification"] + terms["box"]
-            decay = tf.add_n(self.network.losses) if self.network.losses else tf.constant(0.0)
-            scaled = scale_loss(loss + decay)
-        grads = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        minimize(tape, loss, variables, self.optimizer, model=self.network)
         lr = self.optimizer.learning_rate
         return {"loss": loss, "classification": terms["classification"], "box": terms["box"],
                 "num_positives": terms["num_positives"], "learning_rate": tf.cast(lr, tf.float32)}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import minimize
 
 
 def _regularizer(l2):
@@ -122,10 +122,7 @@ class JointClassifierTrainer(keras.Model):
             with tf.GradientTape() as tape:
                 logits = clf(images, training=True)
                 loss = tf.reduce_mean(sparse_ce(labels, logits))
-                total = loss + tf.add_n(clf.losses) if clf.losses else loss
-                scaled = scale_loss(total)
-            grads = tape.gradient(scaled, clf.trainable_variables)
-            self.optimizers[key].apply_gradients(zip(grads, clf.trainable_variables))
+            minimize(tape, loss, clf.trainable_variables, self.optimizers[key], model=clf)
             pred = tf.argmax(logits, axis=-1, output_type=tf.int32)
             logs[f"loss_{key}"] = loss
             logs[f"acc_{key}"] = tf.reduce_mean(tf.cast(tf.equal(pred, tf.cast(labels, tf.int32)), tf.float32))

@@ -59,7 +59,8 @@ from kerasnets.ops import nms as nms_ops
 from kerasnets.ops import proposals as proposal_ops
 from kerasnets.ops import sampling
 from kerasnets.ops import targets as target_ops
-from kerasnets.distribute import replica_seed, scale_loss
+from kerasnets.distribute import replica_seed
+from kerasnets.optimization import minimize
 
 HEADS = ("mask", "keypoints")
 
@@ -364,12 +365,7 @@ class TwoStageDetector(keras.Model):
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
             logs = self.compute_losses(batch, seed, training=True)
-            loss = logs["total"]
-            if self.losses:
-                loss = loss + tf.add_n(self.losses)
-            scaled = scale_loss(loss)
-        grads = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        minimize(tape, logs["total"], variables, self.optimizer, model=self)
         logs = dict(logs)
         logs["loss"] = logs.pop("total")
         logs["learning_rate"] = tf.cast(self.optimizer.learning_rate, tf.float32)

@@ -49,6 +49,7 @@ from kerasnets.data.image_classification import image_shape, load_image_classifi
 from kerasnets.errors import ConfigError
 from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
+from kerasnets.models.recipe_model import RecipeModel
 
 PERCENTILES = (15, 50, 85)
 NUM_CLASSES = 10
@@ -150,7 +151,7 @@ def sigmoid_input_batch_stats(net, pixels):
         i += 1
 
 
-class BatchNormComparison(keras.Model):
+class BatchNormComparison(RecipeModel):
     """The nets without and with BN, trained side by side on the same batches."""
 
     def __init__(self, nets, optimizer, probe_x, probe_y, *, tracked_unit, log_every, total_steps, **kwargs):
@@ -199,9 +200,10 @@ class BatchNormComparison(keras.Model):
                 losses[name] = tf.reduce_mean(
                     tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
                 )
-        # Disjoint variables: d(sum)/dw is each net's own gradient.
+            # Disjoint variables: d(sum)/dw is each net's own gradient.
+            total = losses["no_bn"] + losses["bn"]
         variables = self.no_bn.trainable_variables + self.bn.trainable_variables
-        minimize(tape, losses["no_bn"] + losses["bn"], variables, self.optimizer, model=self)
+        minimize(tape, total, variables, self.optimizer, model=self)
         logs = {f"loss_{name}": loss for name, loss in losses.items()}
 
         # The engine records steps that are multiples of log_every, and the last one.

@@ -61,6 +61,7 @@ from kerasnets.distribute import replica_seed
 from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.images import image_grid, save_image
+from kerasnets.models.recipe_model import RecipeModel
 
 
 @dataclasses.dataclass
@@ -125,7 +126,7 @@ class BeganConfig(RecipeConfig):
         return 1 if self.data == "embedded" else 3
 
 
-class BeganModel(keras.Model):
+class BeganModel(RecipeModel):
     """Generator + auto-encoder discriminator + the equilibrium controller and lr schedule.
 
     State (all checkpointed, so a resumed run continues exactly): the two Adam

@@ -50,6 +50,7 @@ from kerasnets.models.dgex import build_dgex, fit_linear_regression
 from kerasnets.optimization import scaled_gradients
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.plots import plot_history
+from kerasnets.models.recipe_model import RecipeModel
 
 
 @dataclasses.dataclass
@@ -86,7 +87,7 @@ class DGEXConfig(RecipeConfig):
             raise ConfigError("bad value for 'min_learning_rate': larger than learning_rate")
 
 
-class DGEXModel(keras.Model):
+class DGEXModel(RecipeModel):
     """The MLP plus the training split's standardization (non-trainable, saved in checkpoints)."""
 
     def __init__(self, net, optimizer, standardizers, monitor, *, upper_lr_scale, lr_decay, min_lr_scale,

@@ -64,6 +64,7 @@ from kerasnets.ops import targets as target_ops
 from kerasnets.distribute import replica_seed
 from kerasnets.optimization import minimize
 from kerasnets.training.proposal_detection import ProposalDetectionConfig, ProposalDetectionRecipe
+from kerasnets.models.recipe_model import RecipeModel
 
 
 @dataclasses.dataclass
@@ -107,7 +108,7 @@ class FastRCNNConfig(ProposalDetectionConfig):
             raise ConfigError(f"image_size {self.image_size} is smaller than the trunk's stride {stride}")
 
 
-class FastRCNN(keras.Model):
+class FastRCNN(RecipeModel):
     """The Fast R-CNN network plus its training step (RoI sampling + Eq. 1 + SGD)."""
 
     def __init__(self, network, optimizer, recipe, **kwargs):

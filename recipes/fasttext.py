@@ -46,6 +46,7 @@ from kerasnets.models.fasttext import FastTextClassifier, build_vocabulary, stri
 from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.plots import plot_history
+from kerasnets.models.recipe_model import RecipeModel
 
 
 @dataclasses.dataclass
@@ -76,7 +77,7 @@ class FastTextConfig(RecipeConfig):
             raise ConfigError("bad value for 'num_classes': ag_news has 4 classes")
 
 
-class FastTextTrainer(keras.Model):
+class FastTextTrainer(RecipeModel):
     """The classifier plus its SGD optimizer; `train_step` is one replica's step."""
 
     def __init__(self, classifier, optimizer, **kwargs):

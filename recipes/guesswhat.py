@@ -84,6 +84,7 @@ from kerasnets.distribute import replica_seed
 from kerasnets.optimization import scaled_gradients
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.plots import plot_history
+from kerasnets.models.recipe_model import RecipeModel
 
 STAGES = ("oracle", "guesser", "qgen", "reinforce")
 SUPERVISED = ("oracle", "guesser", "qgen")
@@ -182,7 +183,7 @@ def _dense(grads, variables):
     return [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
 
 
-class GuessWhatTrainer(keras.Model):
+class GuessWhatTrainer(RecipeModel):
     """Oracle, guesser, generator (+ its supervised snapshot), baseline and the two optimizers."""
 
     def __init__(self, oracle, guesser, qgen, qgen_supervised, baseline, optimizer, rl_optimizer, config,
@@ -297,7 +298,8 @@ class GuessWhatTrainer(keras.Model):
             pg, bl, stats = self.reinforce_losses(batch, spatial, seed)
             # The advantage and the baseline's input are stop-gradients: d(pg)/d(baseline) = 0 and
             # d(bl)/d(qgen) = 0, so one sum trains each network on its own loss.
-        _, rl_grads = scaled_gradients(tape, pg + bl, self.rl_vars, self.rl_optimizer, model=self.rl_nets)
+            total = pg + bl
+        _, rl_grads = scaled_gradients(tape, total, self.rl_vars, self.rl_optimizer, model=self.rl_nets)
         rl_grads = _dense(rl_grads, self.rl_vars)
         grads = [tf.zeros_like(v) for v in self.supervised_vars]
         return grads, rl_grads, self._all_logs({"pg_loss": pg, "baseline_loss": bl, **stats}, phase=1.0)

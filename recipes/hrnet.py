@@ -59,6 +59,7 @@ from kerasnets.models.hrnet import build_hrnet
 from kerasnets.ops import heatmaps as hm_ops
 from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
+from kerasnets.models.recipe_model import RecipeModel
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -255,7 +256,7 @@ def embedded_people(num, out_hw, seed, truncate) -> dict:
 # ----------------------------------------------------------------------- model
 
 
-class HRNetPose(keras.Model):
+class HRNetPose(RecipeModel):
     """`images` in [0, 1] -> heatmaps, with the recipe's Adam step on `JointsMSELoss`."""
 
     def __init__(self, network, optimizer, **kwargs):

@@ -49,6 +49,7 @@ from kerasnets.distribute import replica_seed
 from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.images import save_grid
+from kerasnets.models.recipe_model import RecipeModel
 
 
 @dataclasses.dataclass
@@ -84,7 +85,7 @@ class ImprovedGanConfig(RecipeConfig):
             raise ConfigError("generator_hidden and discriminator_hidden need at least one layer")
 
 
-class ImprovedGanModel(keras.Model):
+class ImprovedGanModel(RecipeModel):
     """Generator, K+1 discriminator, the labelled-only baseline, their optimizers and state."""
 
     def __init__(self, config: ImprovedGanConfig, shape, num_classes: int):

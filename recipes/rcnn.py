@@ -81,6 +81,7 @@ from kerasnets.ops import targets as target_ops
 from kerasnets.distribute import replica_seed
 from kerasnets.optimization import minimize
 from kerasnets.training.proposal_detection import ProposalDetectionConfig, ProposalDetectionRecipe
+from kerasnets.models.recipe_model import RecipeModel
 
 REGRESSION_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # R-CNN appendix C: unweighted targets, ridge-regularised
 
@@ -236,7 +237,7 @@ def ridge_regression(features, targets, lam: float):
 # ------------------------------------------------------------------ model
 
 
-class RCNN(keras.Model):
+class RCNN(RecipeModel):
     """Window CNN + SVM and box-regressor `Dense` layers, with the fine-tuning step."""
 
     def __init__(self, cnn, num_classes, optimizer, recipe, **kwargs):

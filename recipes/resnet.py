@@ -42,6 +42,7 @@ from kerasnets.saving import register
 from kerasnets.optimization import minimize
 from kerasnets.training.classification import classifier_endpoints, single_image_batches
 from kerasnets.training.recipe import Recipe
+from kerasnets.models.recipe_model import RecipeModel
 
 #: The paper's ResNet-110 warm-up length (iterations at `warmup_learning_rate`).
 PAPER_WARMUP_STEPS = 400
@@ -151,7 +152,7 @@ class StepDecayWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-class ResNetClassifier(keras.Model):
+class ResNetClassifier(RecipeModel):
     """Raw pixels -> `network(pixels - pixel_mean)` logits, with the recipe's SGD and train step."""
 
     def __init__(self, network, image_shape, optimizer, **kwargs):

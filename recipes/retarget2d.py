@@ -82,6 +82,7 @@ from kerasnets.losses.retarget2d import COMBINATIONS, TRIPLETS, retargeting_loss
 from kerasnets.models.retarget2d import Retarget2D, check_frames
 from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
+from kerasnets.models.recipe_model import RecipeModel
 
 #: Seed offsets of the held-out motions and bodies (disjoint from training).
 _TEST_SEED_OFFSET = 7919
@@ -208,7 +209,7 @@ def _distinct_pair(key, n, batch):
     return first, (first + shift) % n
 
 
-class Retarget2DTrainer(keras.Model):
+class Retarget2DTrainer(RecipeModel):
     """Wraps `Retarget2D` with the paper's training step (Adam on the full loss)."""
 
     def __init__(self, net, optimizer, *, triplet_weight=1.0, margin=1.0, foot_velocity_weight=0.1, **kwargs):

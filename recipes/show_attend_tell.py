@@ -78,6 +78,7 @@ from kerasnets.distribute import replica_seed
 from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.plots import plot_history
+from kerasnets.models.recipe_model import RecipeModel
 
 
 @dataclasses.dataclass
@@ -134,7 +135,7 @@ class ShowAttendTellConfig(RecipeConfig):
             raise ConfigError("data=coco needs data_dir (annotations/captions_{train,val}2017.json + image folders)")
 
 
-class ShowAttendTellTrainer(keras.Model):
+class ShowAttendTellTrainer(RecipeModel):
     """The captioner plus its Adam optimizer; `train_step` is one replica's step."""
 
     def __init__(self, captioner: ShowAttendTell, optimizer, alpha_c: float, seed: int, **kwargs):

@@ -77,6 +77,7 @@ from kerasnets.ops.targets import ssd_targets, valid_objects
 from kerasnets.training.detection import DetectionConfig, DetectionRecipe
 from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint
+from kerasnets.models.recipe_model import RecipeModel
 
 #: VGG's per-channel RGB means on 0..255, subtracted by the Caffe SSD.
 PIXEL_MEAN = (123.0, 117.0, 104.0)
@@ -261,7 +262,7 @@ class WarmupPiecewise(keras.optimizers.schedules.LearningRateSchedule):
                 "factor": self.factor}
 
 
-class SSDModel(keras.Model):
+class SSDModel(RecipeModel):
     """The SSD network plus its default boxes and the training step of Eq. 1."""
 
     def __init__(self, network, default_boxes, optimizer, preprocess, config: SSDConfig, **kwargs):

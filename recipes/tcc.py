@@ -68,6 +68,7 @@ from kerasnets.metrics import alignment
 from kerasnets.models import tcc as tcc_models
 from kerasnets.optimization import minimize, regularization_loss
 from kerasnets.training.recipe import Endpoint, Recipe
+from kerasnets.models.recipe_model import RecipeModel
 
 
 @dataclasses.dataclass
@@ -151,7 +152,7 @@ def sample_steps(lengths, num_frames: int, max_len: int, seed):
     return tf.minimum(chosen, lengths[:, None] - 1)
 
 
-class TCCModel(keras.Model):
+class TCCModel(RecipeModel):
     """Context clips `[N, T, k, H, W, 3]` -> embeddings `[N, T, D]`, with the TCC Adam step."""
 
     def __init__(self, embedder, optimizer, loss_kwargs, **kwargs):

@@ -58,6 +58,7 @@ from kerasnets.models import tompson as tompson_models
 from kerasnets.ops import heatmaps as hm_ops
 from kerasnets.optimization import scaled_gradients
 from kerasnets.training.recipe import Endpoint, Recipe
+from kerasnets.models.recipe_model import RecipeModel
 
 STRIDE = 4
 ELBOWS, WRISTS = (7, 8), (9, 10)
@@ -138,7 +139,7 @@ def masked_mse(pred, target, weight):
     return num / den
 
 
-class TompsonPose(keras.Model):
+class TompsonPose(RecipeModel):
     """Images -> (part-detector heatmaps, spatial-model heatmaps), with the staged update."""
 
     def __init__(self, detector, spatial, det_optimizer, spatial_optimizer, boundaries, **kwargs):

@@ -89,6 +89,7 @@ from kerasnets.metrics import pose3d as pose_metrics
 from kerasnets.models import videopose3d as vp
 from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
+from kerasnets.models.recipe_model import RecipeModel
 
 #: Reference BN momentum (PyTorch convention) at the first and after the last epoch.
 BN_MOMENTUM_START, BN_MOMENTUM_END = 0.1, 0.001
@@ -200,7 +201,7 @@ def flip_cameras(camera):
 # ----------------------------------------------------------------------- model
 
 
-class VideoPose3DModel(keras.Model):
+class VideoPose3DModel(RecipeModel):
     """Dilated pose (and trajectory) models, their strided training twins and the shared Adam."""
 
     def __init__(self, pose_model, trajectory_model, optimizer, *, epoch_steps, total_steps, warmup_steps,

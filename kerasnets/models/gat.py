@@ -27,6 +27,7 @@ from kerasnets.layers.bounded_perturbation import BoundedPerturbation
 from kerasnets.losses.gat import gat_classifier_loss, gat_generator_loss
 from kerasnets.models.small_classifiers import sparse_ce
 from kerasnets.optimization import minimize
+from kerasnets.models.recipe_model import RecipeModel
 
 
 def build_gat_generator(
@@ -60,7 +61,7 @@ def normalize_gradient(delta):
     return delta / tf.maximum(scale, 1e-12)
 
 
-class GATTrainer(keras.Model):
+class GATTrainer(RecipeModel):
     """Classifier + generator (+ optional baseline classifier) trained by alternating steps."""
 
     def __init__(

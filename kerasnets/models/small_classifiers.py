@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from kerasnets.optimization import minimize
+from kerasnets.models.recipe_model import RecipeModel
 
 
 def _regularizer(l2):
@@ -90,7 +91,7 @@ def sparse_ce(labels, logits):
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=logits)
 
 
-class JointClassifierTrainer(keras.Model):
+class JointClassifierTrainer(RecipeModel):
     """Trains classifiers `{name: model}` on the same `(images, labels)` batches.
 
     Each classifier has its own Adam optimizer (built up front, as the engine

@@ -61,6 +61,7 @@ from kerasnets.ops import sampling
 from kerasnets.ops import targets as target_ops
 from kerasnets.distribute import replica_seed
 from kerasnets.optimization import minimize
+from kerasnets.models.recipe_model import RecipeModel
 
 HEADS = ("mask", "keypoints")
 
@@ -211,7 +212,7 @@ class TwoStageSpec:
         return slots if self.head_rois is None else max(1, min(slots, int(self.head_rois)))
 
 
-class TwoStageDetector(keras.Model):
+class TwoStageDetector(RecipeModel):
     """Faster / Mask R-CNN: `features` (list of maps) + RPN + RoI heads, trained end to end.
 
     Args:

@@ -43,6 +43,7 @@ from kerasnets.models import conv_subnet
 from kerasnets.distribute import scale_loss
 from kerasnets.training.classification import classifier_endpoints, single_image_batches
 from kerasnets.training.recipe import Recipe
+from kerasnets.models.recipe_model import RecipeModel
 
 
 @dataclasses.dataclass
@@ -105,7 +106,7 @@ def _reg(network):
     return tf.add_n(network.losses) if network.losses else tf.zeros([])
 
 
-class SubnetVsDenseClassifier(keras.Model):
+class SubnetVsDenseClassifier(RecipeModel):
     """Holds the masked network, optionally its dense twin, and their SGD optimizers."""
 
     def __init__(self, subnet, subnet_optimizer, dense=None, dense_optimizer=None, **kwargs):

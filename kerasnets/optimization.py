@@ -25,8 +25,12 @@ from kerasnets.distribute import scale_loss
 
 
 def regularization_loss(model):
-    """Sum of `model.losses` as a float32 scalar (0 when there are none)."""
-    losses = list(getattr(model, "losses", None) or [])
+    """Sum of `model.losses` as a float32 scalar (0 when there are none).
+
+    `model` may be a list of models (one optimizer training several networks).
+    """
+    models = model if isinstance(model, (list, tuple)) else [model]
+    losses = [loss for m in models for loss in (getattr(m, "losses", None) or [])]
     if not losses:
         return tf.zeros([], tf.float32)
     return tf.add_n([tf.cast(loss, tf.float32) for loss in losses])
@@ -43,17 +47,30 @@ def minimize(tape, loss, variables, optimizer, *, model=None):
         variables: the variables to update.
         optimizer: a Keras optimizer built over `variables` (may be a
             `LossScaleOptimizer`).
-        model: if given, its regularisation losses (`model.losses`) are added.
+        model: if given (a model or a list of models), its regularisation
+            losses (`model.losses`) are added.
 
     Returns:
         The unscaled float32 loss that was minimised (`loss` + regularisation), for logs.
     """
     variables = list(variables)
+    total, grads = scaled_gradients(tape, loss, variables, optimizer, model=model)
+    optimizer.apply(grads, variables)
+    return total
+
+
+def scaled_gradients(tape, loss, variables, optimizer, *, model=None, unconnected_gradients=None):
+    """`minimize` without the apply: `(total, grads)` ready for `optimizer.apply(grads, variables)`.
+
+    For the steps that must touch the gradients between the two (D-GEX's
+    per-layer learning rates) or apply them outside a `tf.cond` branch
+    (GuessWhat?!'s phases). The gradients carry the replica and loss scaling,
+    so only `optimizer.apply` (which unscales) may consume them.
+    """
     with tape:
         total = tf.cast(loss, tf.float32)
         if model is not None:
             total = total + regularization_loss(model)
         scaled = optimizer.scale_loss(scale_loss(total))
-    grads = tape.gradient(scaled, variables)
-    optimizer.apply(grads, variables)
-    return total
+    kwargs = {} if unconnected_gradients is None else {"unconnected_gradients": unconnected_gradients}
+    return total, tape.gradient(scaled, list(variables), **kwargs)

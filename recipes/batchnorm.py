@@ -47,8 +47,9 @@ from kerasnets.config import RecipeConfig, param
 from kerasnets.data import streams
 from kerasnets.data.image_classification import image_shape, load_image_classification
 from kerasnets.errors import ConfigError
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
+from kerasnets.models.recipe_model import RecipeModel
 
 PERCENTILES = (15, 50, 85)
 NUM_CLASSES = 10
@@ -150,7 +151,7 @@ def sigmoid_input_batch_stats(net, pixels):
         i += 1
 
 
-class BatchNormComparison(keras.Model):
+class BatchNormComparison(RecipeModel):
     """The nets without and with BN, trained side by side on the same batches."""
 
     def __init__(self, nets, optimizer, probe_x, probe_y, *, tracked_unit, log_every, total_steps, **kwargs):
@@ -200,10 +201,9 @@ class BatchNormComparison(keras.Model):
                     tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
                 )
             # Disjoint variables: d(sum)/dw is each net's own gradient.
-            total = scale_loss(losses["no_bn"] + losses["bn"])
+            total = losses["no_bn"] + losses["bn"]
         variables = self.no_bn.trainable_variables + self.bn.trainable_variables
-        grads = tape.gradient(total, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        minimize(tape, total, variables, self.optimizer, model=self)
         logs = {f"loss_{name}": loss for name, loss in losses.items()}
 
         # The engine records steps that are multiples of log_every, and the last one.

@@ -57,9 +57,11 @@ from kerasnets.losses.boundary_equilibrium import (
     update_k,
 )
 from kerasnets.models.began import build_began_discriminator, build_began_generator, num_downsamplings
-from kerasnets.distribute import replica_seed, scale_loss
+from kerasnets.distribute import replica_seed
+from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.images import image_grid, save_image
+from kerasnets.models.recipe_model import RecipeModel
 
 
 @dataclasses.dataclass
@@ -124,7 +126,7 @@ class BeganConfig(RecipeConfig):
         return 1 if self.data == "embedded" else 3
 
 
-class BeganModel(keras.Model):
+class BeganModel(RecipeModel):
     """Generator + auto-encoder discriminator + the equilibrium controller and lr schedule.
 
     State (all checkpointed, so a resumed run continues exactly): the two Adam
@@ -236,14 +238,9 @@ class BeganModel(keras.Model):
             loss_real = reconstruction_loss(images, rec_real)  # L(x)
             loss_fake = reconstruction_loss(fakes, rec_fake)  # L(G(z))
             loss_d, loss_g = boundary_equilibrium_losses(loss_real, loss_fake, loss_fake, k_t)
-            scaled_d, scaled_g = scale_loss(loss_d), scale_loss(loss_g)
-        d_vars = self.discriminator.trainable_variables
-        g_vars = self.generator.trainable_variables
-        d_grads = tape.gradient(scaled_d, d_vars)
-        g_grads = tape.gradient(scaled_g, g_vars)
+        minimize(tape, loss_d, self.discriminator.trainable_variables, self.d_optimizer, model=self.discriminator)
+        minimize(tape, loss_g, self.generator.trainable_variables, self.g_optimizer, model=self.generator)
         del tape
-        self.d_optimizer.apply(d_grads, d_vars)
-        self.g_optimizer.apply(g_grads, g_vars)
 
         # The controller and M use the global batch's losses (mean over
         # replicas), so every replica computes the same k_{t+1}: the result

@@ -47,9 +47,10 @@ from kerasnets.data.gene_expression import Standardizer, load_gene_expression
 from kerasnets.errors import ConfigError
 from kerasnets.metrics.regression import mae_per_gene
 from kerasnets.models.dgex import build_dgex, fit_linear_regression
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import scaled_gradients
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.plots import plot_history
+from kerasnets.models.recipe_model import RecipeModel
 
 
 @dataclasses.dataclass
@@ -86,7 +87,7 @@ class DGEXConfig(RecipeConfig):
             raise ConfigError("bad value for 'min_learning_rate': larger than learning_rate")
 
 
-class DGEXModel(keras.Model):
+class DGEXModel(RecipeModel):
     """The MLP plus the training split's standardization (non-trainable, saved in checkpoints)."""
 
     def __init__(self, net, optimizer, standardizers, monitor, *, upper_lr_scale, lr_decay, min_lr_scale,
@@ -145,14 +146,14 @@ class DGEXModel(keras.Model):
         with tf.GradientTape() as tape:
             pred = self.net(x, training=True)
             loss = tf.reduce_mean(tf.reduce_sum(tf.square(pred - y), axis=-1))
-            scaled = scale_loss(loss)
         variables = self.net.trainable_variables
-        grads = tape.gradient(scaled, variables)
+        # scaled_gradients, not minimize: the per-layer learning rates multiply the gradients.
+        _, grads = scaled_gradients(tape, loss, variables, self.optimizer, model=self.net)
         first = self.net.get_layer("hidden_1")
         first_ids = {id(v) for v in first.trainable_variables}
         grads = [g * self.lr_scale * (1.0 if id(v) in first_ids else self.upper_lr_scale)
                  for g, v in zip(grads, variables)]
-        self.optimizer.apply_gradients(zip(grads, variables))
+        self.optimizer.apply(grads, variables)
         step = self.optimizer.iterations
         # monitor_mae is 0 on steps that do not measure it (keep monitor_every a multiple of log_every).
         monitor = self.update_learning_rate(tf.equal(step % self.monitor_every, 0))

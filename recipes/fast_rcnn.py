@@ -61,8 +61,10 @@ from kerasnets.losses.detection import fast_rcnn_loss
 from kerasnets.models.rcnn import build_fast_rcnn_network
 from kerasnets.ops import nms as nms_ops
 from kerasnets.ops import targets as target_ops
-from kerasnets.distribute import replica_seed, scale_loss
+from kerasnets.distribute import replica_seed
+from kerasnets.optimization import minimize
 from kerasnets.tasks.proposal_detection import ProposalDetectionConfig, ProposalDetectionRecipe
+from kerasnets.models.recipe_model import RecipeModel
 
 
 @dataclasses.dataclass
@@ -106,7 +108,7 @@ class FastRCNNConfig(ProposalDetectionConfig):
             raise ConfigError(f"image_size {self.image_size} is smaller than the trunk's stride {stride}")
 
 
-class FastRCNN(keras.Model):
+class FastRCNN(RecipeModel):
     """The Fast R-CNN network plus its training step (RoI sampling + Eq. 1 + SGD)."""
 
     def __init__(self, network, optimizer, recipe, **kwargs):
@@ -140,11 +142,7 @@ class FastRCNN(keras.Model):
             terms = fast_rcnn_loss(out["class_logits"], out["box_deltas"], targets["labels"],
                                    targets["target_deltas"], targets["valid"])
             loss = terms["classification"] + c.box_loss_weight * terms["box"]
-            total = loss + tf.add_n(self.network.losses) if self.network.losses else loss
-            scaled = scale_loss(total)
-        variables = self.network.trainable_variables
-        grads = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        minimize(tape, loss, self.network.trainable_variables, self.optimizer, model=self.network)
         valid = tf.cast(targets["valid"], tf.float32)
         fg = tf.reduce_sum(tf.cast(targets["labels"] > 0, tf.float32)) / tf.maximum(tf.reduce_sum(valid), 1.0)
         return {"loss": loss, "classification": terms["classification"], "box": terms["box"],

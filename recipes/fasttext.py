@@ -43,9 +43,10 @@ from kerasnets.data import streams
 from kerasnets.data.text_classification import load_ag_news, synthetic_topic_corpus
 from kerasnets.errors import ConfigError
 from kerasnets.models.fasttext import FastTextClassifier, build_vocabulary, string_signature
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.plots import plot_history
+from kerasnets.models.recipe_model import RecipeModel
 
 
 @dataclasses.dataclass
@@ -76,7 +77,7 @@ class FastTextConfig(RecipeConfig):
             raise ConfigError("bad value for 'num_classes': ag_news has 4 classes")
 
 
-class FastTextTrainer(keras.Model):
+class FastTextTrainer(RecipeModel):
     """The classifier plus its SGD optimizer; `train_step` is one replica's step."""
 
     def __init__(self, classifier, optimizer, **kwargs):
@@ -96,10 +97,7 @@ class FastTextTrainer(keras.Model):
         with tf.GradientTape() as tape:
             log_p = self.classifier.label_log_prob(text, labels)
             loss = -tf.reduce_mean(log_p)
-            scaled = scale_loss(loss)
-        variables = self.classifier.trainable_variables
-        grads = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        minimize(tape, loss, self.classifier.trainable_variables, self.optimizer, model=self.classifier)
         return {"loss": loss, "learning_rate": tf.cast(self.optimizer.learning_rate, tf.float32)}
 
 

@@ -80,9 +80,11 @@ from kerasnets.errors import ConfigError
 from kerasnets.losses.reinforce import baseline_loss, reinforce_loss
 from kerasnets.models.guesswhat import (Guesser, Oracle, QuestionGenerator, build_vocabulary, next_question,
                                         play_games, sequence_log_probs, spatial_features)
-from kerasnets.distribute import replica_seed, scale_loss
+from kerasnets.distribute import replica_seed
+from kerasnets.optimization import scaled_gradients
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.plots import plot_history
+from kerasnets.models.recipe_model import RecipeModel
 
 STAGES = ("oracle", "guesser", "qgen", "reinforce")
 SUPERVISED = ("oracle", "guesser", "qgen")
@@ -181,7 +183,7 @@ def _dense(grads, variables):
     return [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
 
 
-class GuessWhatTrainer(keras.Model):
+class GuessWhatTrainer(RecipeModel):
     """Oracle, guesser, generator (+ its supervised snapshot), baseline and the two optimizers."""
 
     def __init__(self, oracle, guesser, qgen, qgen_supervised, baseline, optimizer, rl_optimizer, config,
@@ -197,7 +199,9 @@ class GuessWhatTrainer(keras.Model):
         self.step_counter = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False,
                                             aggregation="only_first_replica", name="step_counter")
         nets = {"oracle": oracle, "guesser": guesser, "qgen": qgen}
-        self.supervised_vars = [v for s in config.supervised_stages for v in nets[s].trainable_variables]
+        self.supervised_nets = [nets[s] for s in config.supervised_stages]
+        self.supervised_vars = [v for net in self.supervised_nets for v in net.trainable_variables]
+        self.rl_nets = [qgen, baseline]
         self.rl_vars = qgen.trainable_variables + baseline.trainable_variables
         # Every sub-network builds its weights in its constructor; marked built so the SavedModel export
         # tracks the whole model (its lookup tables included).
@@ -282,8 +286,9 @@ class GuessWhatTrainer(keras.Model):
             if "qgen" in self.stages:
                 logs["qgen_loss"] = self.qgen_loss(batch, spatial, training=True)
                 total += logs["qgen_loss"]
-            scaled = scale_loss(total)
-        grads = _dense(tape.gradient(scaled, self.supervised_vars), self.supervised_vars)
+        # Gradients here, applied after the tf.cond (both optimizers step every step).
+        _, grads = scaled_gradients(tape, total, self.supervised_vars, self.optimizer, model=self.supervised_nets)
+        grads = _dense(grads, self.supervised_vars)
         rl_grads = [tf.zeros_like(v) for v in self.rl_vars]
         return grads, rl_grads, self._all_logs(logs, phase=0.0)
 
@@ -293,8 +298,9 @@ class GuessWhatTrainer(keras.Model):
             pg, bl, stats = self.reinforce_losses(batch, spatial, seed)
             # The advantage and the baseline's input are stop-gradients: d(pg)/d(baseline) = 0 and
             # d(bl)/d(qgen) = 0, so one sum trains each network on its own loss.
-            scaled = scale_loss(pg + bl)
-        rl_grads = _dense(tape.gradient(scaled, self.rl_vars), self.rl_vars)
+            total = pg + bl
+        _, rl_grads = scaled_gradients(tape, total, self.rl_vars, self.rl_optimizer, model=self.rl_nets)
+        rl_grads = _dense(rl_grads, self.rl_vars)
         grads = [tf.zeros_like(v) for v in self.supervised_vars]
         return grads, rl_grads, self._all_logs({"pg_loss": pg, "baseline_loss": bl, **stats}, phase=1.0)
 
@@ -323,9 +329,9 @@ class GuessWhatTrainer(keras.Model):
         else:
             grads, rl_grads, logs = self._supervised_branch(batch)
         if self.supervised_vars:
-            self.optimizer.apply_gradients(zip(grads, self.supervised_vars))
+            self.optimizer.apply(grads, self.supervised_vars)
         if self.has_rl:
-            self.rl_optimizer.apply_gradients(zip(rl_grads, self.rl_vars))
+            self.rl_optimizer.apply(rl_grads, self.rl_vars)
             if "qgen" in self.stages:
                 # Keep the supervised generator: copy it while the supervised phase runs.
                 keep = step < self.supervised_steps

@@ -57,8 +57,9 @@ from kerasnets.errors import ConfigError
 from kerasnets.metrics import pose as pose_metrics
 from kerasnets.models.hrnet import build_hrnet
 from kerasnets.ops import heatmaps as hm_ops
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
+from kerasnets.models.recipe_model import RecipeModel
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -142,7 +143,7 @@ def embedded_people(num, out_hw, seed, truncate) -> dict:
 # ----------------------------------------------------------------------- model
 
 
-class HRNetPose(keras.Model):
+class HRNetPose(RecipeModel):
     """`images` in [0, 1] -> heatmaps, with the recipe's Adam step on `JointsMSELoss`."""
 
     def __init__(self, network, optimizer, **kwargs):
@@ -161,11 +162,8 @@ class HRNetPose(keras.Model):
         with tf.GradientTape() as tape:
             pred = self(images, training=True)
             loss = hm_ops.joints_mse_loss(pred, target, weight)
-            scaled = scale_loss(loss)
-        variables = self.network.trainable_variables
-        grads = tape.gradient(scaled, variables)
         lr = self.optimizer.learning_rate
-        self.optimizer.apply_gradients(zip(grads, variables))
+        minimize(tape, loss, self.network.trainable_variables, self.optimizer, model=self.network)
         return {"loss": loss, "learning_rate": tf.cast(lr, tf.float32)}
 
 

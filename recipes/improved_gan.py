@@ -45,9 +45,11 @@ from kerasnets.data.image_classification import image_shape, load_image_classifi
 from kerasnets.data.streams import array_dataset
 from kerasnets.losses import improved_gan as ig
 from kerasnets.models.improved_gan import build_discriminator, build_generator
-from kerasnets.distribute import replica_seed, scale_loss
+from kerasnets.distribute import replica_seed
+from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.images import save_grid
+from kerasnets.models.recipe_model import RecipeModel
 
 
 @dataclasses.dataclass
@@ -83,7 +85,7 @@ class ImprovedGanConfig(RecipeConfig):
             raise ConfigError("generator_hidden and discriminator_hidden need at least one layer")
 
 
-class ImprovedGanModel(keras.Model):
+class ImprovedGanModel(RecipeModel):
     """Generator, K+1 discriminator, the labelled-only baseline, their optimizers and state."""
 
     def __init__(self, config: ImprovedGanConfig, shape, num_classes: int):
@@ -167,8 +169,7 @@ class ImprovedGanModel(keras.Model):
             d_loss = supervised + cfg.unsupervised_weight * unsupervised
             if self.d_history is not None:
                 d_loss += self.d_history(d_vars)
-            scaled = scale_loss(d_loss)
-        self.d_optimizer.apply(tape.gradient(scaled, d_vars), d_vars)
+        minimize(tape, d_loss, d_vars, self.d_optimizer, model=self.discriminator)
 
         # Generator: feature matching or -log D(G(z)) (+ historical averaging).
         g_vars = self.generator.trainable_variables
@@ -184,8 +185,7 @@ class ImprovedGanModel(keras.Model):
                 g_loss = tf.reduce_mean(tf.nn.softplus(-fake_logits[:, 0]))
             if self.g_history is not None:
                 g_loss += self.g_history(g_vars)
-            scaled = scale_loss(g_loss)
-        self.g_optimizer.apply(tape.gradient(scaled, g_vars), g_vars)
+        minimize(tape, g_loss, g_vars, self.g_optimizer, model=self.generator)
         if self.d_history is not None:
             self.d_history.record(d_vars)
             self.g_history.record(g_vars)
@@ -197,8 +197,7 @@ class ImprovedGanModel(keras.Model):
             baseline_loss = tf.reduce_mean(
                 keras.losses.sparse_categorical_crossentropy(y_lab, logits, from_logits=True)
             )
-            scaled = scale_loss(baseline_loss)
-        self.baseline_optimizer.apply(tape.gradient(scaled, b_vars), b_vars)
+        minimize(tape, baseline_loss, b_vars, self.baseline_optimizer, model=self.baseline)
 
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits_lab, -1, output_type=tf.int32), y_lab), tf.float32))
         return {

@@ -78,8 +78,10 @@ from kerasnets.models.rcnn import build_rcnn_network, warp_regions
 from kerasnets.ops import boxes as box_ops
 from kerasnets.ops import nms as nms_ops
 from kerasnets.ops import targets as target_ops
-from kerasnets.distribute import replica_seed, scale_loss
+from kerasnets.distribute import replica_seed
+from kerasnets.optimization import minimize
 from kerasnets.tasks.proposal_detection import ProposalDetectionConfig, ProposalDetectionRecipe
+from kerasnets.models.recipe_model import RecipeModel
 
 REGRESSION_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # R-CNN appendix C: unweighted targets, ridge-regularised
 
@@ -235,7 +237,7 @@ def ridge_regression(features, targets, lam: float):
 # ------------------------------------------------------------------ model
 
 
-class RCNN(keras.Model):
+class RCNN(RecipeModel):
     """Window CNN + SVM and box-regressor `Dense` layers, with the fine-tuning step."""
 
     def __init__(self, cnn, num_classes, optimizer, recipe, **kwargs):
@@ -283,10 +285,7 @@ class RCNN(keras.Model):
             logits = self.cnn(windows, training=True)["class_logits"]
             ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(labels, 0), logits=logits)
             loss = tf.reduce_sum(tf.where(valid, ce, 0.0)) / tf.maximum(tf.reduce_sum(tf.cast(valid, tf.float32)), 1.0)
-            total = loss + tf.add_n(self.cnn.losses) if self.cnn.losses else loss
-            scaled = scale_loss(total)
-        variables = self.cnn.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        minimize(tape, loss, self.cnn.trainable_variables, self.optimizer, model=self.cnn)
         accuracy = tf.reduce_sum(tf.where(valid, tf.cast(tf.argmax(logits, -1, output_type=tf.int32) ==
                                                          tf.maximum(labels, 0), tf.float32), 0.0))
         return {"loss": loss, "window_accuracy": accuracy / tf.maximum(tf.reduce_sum(tf.cast(valid, tf.float32)), 1.0)}

@@ -39,9 +39,10 @@ from kerasnets.data import image_classification as image_data
 from kerasnets.errors import ConfigError
 from kerasnets.models import resnet_cifar
 from kerasnets.saving import register
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import minimize
 from kerasnets.tasks.image_classification import classifier_endpoints, single_image_batches
 from kerasnets.training.recipe import Recipe
+from kerasnets.models.recipe_model import RecipeModel
 
 #: The paper's ResNet-110 warm-up length (iterations at `warmup_learning_rate`).
 PAPER_WARMUP_STEPS = 400
@@ -151,7 +152,7 @@ class StepDecayWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-class ResNetClassifier(keras.Model):
+class ResNetClassifier(RecipeModel):
     """Raw pixels -> `network(pixels - pixel_mean)` logits, with the recipe's SGD and train step."""
 
     def __init__(self, network, image_shape, optimizer, **kwargs):
@@ -174,14 +175,9 @@ class ResNetClassifier(keras.Model):
             cross_entropy = tf.reduce_mean(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
             )
-            l2 = tf.add_n(self.network.losses) if self.network.losses else tf.zeros([])
-            loss = cross_entropy + l2
-            # Per-replica mean -> share of the global mean (gradients are summed over replicas).
-            scaled = scale_loss(loss)
-        variables = self.network.trainable_variables
-        grads = tape.gradient(scaled, variables)
         learning_rate = self.optimizer.learning_rate
-        self.optimizer.apply_gradients(zip(grads, variables))
+        # loss = cross-entropy + the network's L2 (minimize adds it).
+        loss = minimize(tape, cross_entropy, self.network.trainable_variables, self.optimizer, model=self.network)
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
         return {
             "loss": loss,

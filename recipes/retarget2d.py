@@ -80,8 +80,9 @@ from kerasnets.data import motion_pairs as mp
 from kerasnets.errors import ConfigError
 from kerasnets.losses.retarget2d import COMBINATIONS, TRIPLETS, retargeting_losses
 from kerasnets.models.retarget2d import Retarget2D, check_frames
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
+from kerasnets.models.recipe_model import RecipeModel
 
 #: Seed offsets of the held-out motions and bodies (disjoint from training).
 _TEST_SEED_OFFSET = 7919
@@ -208,7 +209,7 @@ def _distinct_pair(key, n, batch):
     return first, (first + shift) % n
 
 
-class Retarget2DTrainer(keras.Model):
+class Retarget2DTrainer(RecipeModel):
     """Wraps `Retarget2D` with the paper's training step (Adam on the full loss)."""
 
     def __init__(self, net, optimizer, *, triplet_weight=1.0, margin=1.0, foot_velocity_weight=0.1, **kwargs):
@@ -265,11 +266,8 @@ class Retarget2DTrainer(keras.Model):
     def train_step(self, clips):
         with tf.GradientTape() as tape:
             losses = self.compute_losses(clips, training=True)
-            scaled = scale_loss(losses["loss"])
-        variables = self.net.trainable_variables
-        grads = tape.gradient(scaled, variables)
         lr = self.optimizer.learning_rate
-        self.optimizer.apply_gradients(zip(grads, variables))
+        minimize(tape, losses["loss"], self.net.trainable_variables, self.optimizer, model=self.net)
         cross = tf.add_n([losses[f"rec_{k}"] for k in COMBINATIONS if k not in ("111", "222")]) / 6.0
         logs = {
             "loss": losses["loss"],

@@ -74,9 +74,11 @@ from kerasnets.models.show_attend_tell import (
     caption_nll,
     doubly_stochastic_penalty,
 )
-from kerasnets.distribute import replica_seed, scale_loss
+from kerasnets.distribute import replica_seed
+from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
 from kerasnets.utils.plots import plot_history
+from kerasnets.models.recipe_model import RecipeModel
 
 
 @dataclasses.dataclass
@@ -133,7 +135,7 @@ class ShowAttendTellConfig(RecipeConfig):
             raise ConfigError("data=coco needs data_dir (annotations/captions_{train,val}2017.json + image folders)")
 
 
-class ShowAttendTellTrainer(keras.Model):
+class ShowAttendTellTrainer(RecipeModel):
     """The captioner plus its Adam optimizer; `train_step` is one replica's step."""
 
     def __init__(self, captioner: ShowAttendTell, optimizer, alpha_c: float, seed: int, **kwargs):
@@ -172,9 +174,7 @@ class ShowAttendTellTrainer(keras.Model):
         seed = replica_seed(self.seed_generator) if self.captioner.dropout > 0 else None
         with tf.GradientTape() as tape:
             loss, parts = self.losses_of(images, tokens, training=True, dropout_seed=seed)
-            scaled = scale_loss(loss)
-        grads = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        minimize(tape, loss, variables, self.optimizer, model=self.captioner)
         return {"loss": loss, **parts}
 
 

@@ -75,8 +75,9 @@ from kerasnets.ops import boxes as box_ops
 from kerasnets.ops.nms import ssd_postprocess
 from kerasnets.ops.targets import ssd_targets, valid_objects
 from kerasnets.tasks.detection import DetectionConfig, DetectionRecipe
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint
+from kerasnets.models.recipe_model import RecipeModel
 
 #: VGG's per-channel RGB means on 0..255, subtracted by the Caffe SSD.
 PIXEL_MEAN = (123.0, 117.0, 104.0)
@@ -261,7 +262,7 @@ class WarmupPiecewise(keras.optimizers.schedules.LearningRateSchedule):
                 "factor": self.factor}
 
 
-class SSDModel(keras.Model):
+class SSDModel(RecipeModel):
     """The SSD network plus its default boxes and the training step of Eq. 1."""
 
     def __init__(self, network, default_boxes, optimizer, preprocess, config: SSDConfig, **kwargs):
@@ -290,10 +291,7 @@ class SSDModel(keras.Model):
         with tf.GradientTape() as tape:
             terms = self.losses_on(batch, training=True)
             loss = terms["classification"] + terms["box"]
-            decay = tf.add_n(self.network.losses) if self.network.losses else tf.constant(0.0)
-            scaled = scale_loss(loss + decay)
-        grads = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        minimize(tape, loss, variables, self.optimizer, model=self.network)
         lr = self.optimizer.learning_rate
         return {"loss": loss, "classification": terms["classification"], "box": terms["box"],
                 "num_positives": terms["num_positives"], "learning_rate": tf.cast(lr, tf.float32)}

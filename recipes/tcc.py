@@ -66,8 +66,9 @@ from kerasnets.errors import ConfigError
 from kerasnets.losses import tcc as tcc_losses
 from kerasnets.metrics import alignment
 from kerasnets.models import tcc as tcc_models
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import minimize, regularization_loss
 from kerasnets.training.recipe import Endpoint, Recipe
+from kerasnets.models.recipe_model import RecipeModel
 
 
 @dataclasses.dataclass
@@ -151,7 +152,7 @@ def sample_steps(lengths, num_frames: int, max_len: int, seed):
     return tf.minimum(chosen, lengths[:, None] - 1)
 
 
-class TCCModel(keras.Model):
+class TCCModel(RecipeModel):
     """Context clips `[N, T, k, H, W, 3]` -> embeddings `[N, T, D]`, with the TCC Adam step."""
 
     def __init__(self, embedder, optimizer, loss_kwargs, **kwargs):
@@ -168,13 +169,8 @@ class TCCModel(keras.Model):
         with tf.GradientTape() as tape:
             embs = self(clips, training=True)
             tcc = tcc_losses.temporal_cycle_consistency_loss(embs, steps, lengths, **self.loss_kwargs)
-            reg = tf.add_n(self.embedder.losses) if self.embedder.losses else tf.constant(0.0)
-            loss = tcc + reg
-            scaled = scale_loss(loss)
-        variables = self.embedder.trainable_variables
-        grads = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
-        return {"loss": loss, "tcc_loss": tcc, "l2": reg}
+        loss = minimize(tape, tcc, self.embedder.trainable_variables, self.optimizer, model=self.embedder)
+        return {"loss": loss, "tcc_loss": tcc, "l2": regularization_loss(self.embedder)}
 
 
 class TCCRecipe(Recipe):

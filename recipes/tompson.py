@@ -56,8 +56,9 @@ from kerasnets.errors import ConfigError
 from kerasnets.metrics import pose as pose_metrics
 from kerasnets.models import tompson as tompson_models
 from kerasnets.ops import heatmaps as hm_ops
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import scaled_gradients
 from kerasnets.training.recipe import Endpoint, Recipe
+from kerasnets.models.recipe_model import RecipeModel
 
 STRIDE = 4
 ELBOWS, WRISTS = (7, 8), (9, 10)
@@ -138,7 +139,7 @@ def masked_mse(pred, target, weight):
     return num / den
 
 
-class TompsonPose(keras.Model):
+class TompsonPose(RecipeModel):
     """Images -> (part-detector heatmaps, spatial-model heatmaps), with the staged update."""
 
     def __init__(self, detector, spatial, det_optimizer, spatial_optimizer, boundaries, **kwargs):
@@ -158,20 +159,21 @@ class TompsonPose(keras.Model):
         step = tf.cast(self.det_optimizer.iterations, tf.int64) + 1
         b1, _ = self.boundaries
         in_stage1 = tf.cast(step <= b1, tf.float32)
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=True) as tape:
             part, refined = self(images, training=True)
             det_loss = masked_mse(part, target, weight)
             spatial_loss = masked_mse(refined, target, weight)
             # Stage 1 trains the detector on its own heatmaps; stages 2 and 3 train on the spatial model's.
             loss = in_stage1 * det_loss + (1.0 - in_stage1) * spatial_loss
-            scaled = scale_loss(loss)
-        det_vars = self.detector.trainable_variables
-        sp_vars = self.spatial.trainable_variables
-        grads = tape.gradient(scaled, det_vars + sp_vars, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         # Both optimizers step every step (their iteration counters stay the global step);
-        # a frozen part's learning rate is 0 in that stage.
-        self.det_optimizer.apply_gradients(zip(grads[: len(det_vars)], det_vars))
-        self.spatial_optimizer.apply_gradients(zip(grads[len(det_vars) :], sp_vars))
+        # a frozen part's learning rate is 0 in that stage. In stage 1 the spatial model
+        # is not on the loss's path: zero gradients, not None.
+        for net, optimizer in ((self.detector, self.det_optimizer), (self.spatial, self.spatial_optimizer)):
+            variables = net.trainable_variables
+            _, grads = scaled_gradients(tape, loss, variables, optimizer, model=net,
+                                        unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            optimizer.apply(grads, variables)
+        del tape
         return {"loss": loss, "detector_loss": det_loss, "spatial_loss": spatial_loss,
                 "stage": 3.0 - 2.0 * in_stage1 - tf.cast(step <= self.boundaries[1], tf.float32) * (1.0 - in_stage1)}  # fmt: skip
 

@@ -89,8 +89,9 @@ from kerasnets.errors import ConfigError
 from kerasnets.losses import pose3d as pose_losses
 from kerasnets.metrics import pose3d as pose_metrics
 from kerasnets.models import videopose3d as vp
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import minimize
 from kerasnets.training.recipe import Endpoint, Recipe
+from kerasnets.models.recipe_model import RecipeModel
 
 #: Reference BN momentum (PyTorch convention) at the first and after the last epoch.
 BN_MOMENTUM_START, BN_MOMENTUM_END = 0.1, 0.001
@@ -202,7 +203,7 @@ def flip_cameras(camera):
 # ----------------------------------------------------------------------- model
 
 
-class VideoPose3DModel(keras.Model):
+class VideoPose3DModel(RecipeModel):
     """Dilated pose (and trajectory) models, their strided training twins and the shared Adam."""
 
     def __init__(self, pose_model, trajectory_model, optimizer, *, epoch_steps, total_steps, warmup_steps,
@@ -264,11 +265,9 @@ class VideoPose3DModel(keras.Model):
                 loss = terms["pose"] + terms["trajectory"] + after_warmup * (terms["projection"] + terms["bone_length"])
                 logs.update({"mpjpe": terms["pose"], "trajectory": terms["trajectory"],
                              "projection": terms["projection"], "bone_length": terms["bone_length"]})  # fmt: skip
-            scaled = scale_loss(loss)
-        variables = self.trainable_parts()
-        grads = tape.gradient(scaled, variables)
         lr = self.optimizer.learning_rate
-        self.optimizer.apply_gradients(zip(grads, variables))
+        minimize(tape, loss, self.trainable_parts(), self.optimizer, 
+                 model=[m for m in (self.pose_model, self.trajectory_model) if m is not None])
         logs["loss"] = loss
         logs["learning_rate"] = tf.cast(lr, tf.float32)
         return logs

@@ -26,7 +26,8 @@ import tensorflow as tf
 from kerasnets.layers.bounded_perturbation import BoundedPerturbation
 from kerasnets.losses.gat import gat_classifier_loss, gat_generator_loss
 from kerasnets.models.small_classifiers import sparse_ce
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import minimize
+from kerasnets.models.recipe_model import RecipeModel
 
 
 def build_gat_generator(
@@ -60,7 +61,7 @@ def normalize_gradient(delta):
     return delta / tf.maximum(scale, 1e-12)
 
 
-class GATTrainer(keras.Model):
+class GATTrainer(RecipeModel):
     """Classifier + generator (+ optional baseline classifier) trained by alternating steps."""
 
     def __init__(
@@ -118,9 +119,7 @@ class GATTrainer(keras.Model):
             pert = self.generator(delta, training=True)
             ce_adv_g = sparse_ce(labels, self.classifier(self._adv(images, pert), training=False))
             loss_g = gat_generator_loss(ce_adv_g, pert, self.c_g)
-            scaled = scale_loss(loss_g)
-        grads = tape.gradient(scaled, self.generator.trainable_variables)
-        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
+        minimize(tape, loss_g, self.generator.trainable_variables, self.g_optimizer, model=self.generator)
 
         # classifier: clean and perturbed images (perturbation of the updated generator)
         pert = tf.stop_gradient(self.generator(delta, training=False))
@@ -130,10 +129,7 @@ class GATTrainer(keras.Model):
             ce_clean = sparse_ce(labels, logits)
             ce_adv = sparse_ce(labels, self.classifier(adv, training=True))
             loss_c = gat_classifier_loss(ce_clean, ce_adv, self.alpha)
-            reg = tf.add_n(self.classifier.losses) if self.classifier.losses else 0.0
-            scaled = scale_loss(loss_c + reg)
-        grads = tape.gradient(scaled, self.classifier.trainable_variables)
-        self.optimizer_c.apply_gradients(zip(grads, self.classifier.trainable_variables))
+        minimize(tape, loss_c, self.classifier.trainable_variables, self.optimizer_c, model=self.classifier)
 
         labels_i = tf.cast(labels, tf.int32)
         flat = tf.reshape(pert, [tf.shape(pert)[0], -1])
@@ -149,9 +145,6 @@ class GATTrainer(keras.Model):
             with tf.GradientTape() as tape:
                 b_logits = self.baseline(images, training=True)
                 loss_b = tf.reduce_mean(sparse_ce(labels, b_logits))
-                reg = tf.add_n(self.baseline.losses) if self.baseline.losses else 0.0
-                scaled = scale_loss(loss_b + reg)
-            grads = tape.gradient(scaled, self.baseline.trainable_variables)
-            self.optimizer_b.apply_gradients(zip(grads, self.baseline.trainable_variables))
+            minimize(tape, loss_b, self.baseline.trainable_variables, self.optimizer_b, model=self.baseline)
             logs["loss_baseline"] = loss_b
         return logs

@@ -21,7 +21,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from kerasnets.distribute import scale_loss
+from kerasnets.optimization import minimize
+from kerasnets.models.recipe_model import RecipeModel
 
 
 def _regularizer(l2):
@@ -90,7 +91,7 @@ def sparse_ce(labels, logits):
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=logits)
 
 
-class JointClassifierTrainer(keras.Model):
+class JointClassifierTrainer(RecipeModel):
     """Trains classifiers `{name: model}` on the same `(images, labels)` batches.
 
     Each classifier has its own Adam optimizer (built up front, as the engine
@@ -122,10 +123,7 @@ class JointClassifierTrainer(keras.Model):
             with tf.GradientTape() as tape:
                 logits = clf(images, training=True)
                 loss = tf.reduce_mean(sparse_ce(labels, logits))
-                total = loss + tf.add_n(clf.losses) if clf.losses else loss
-                scaled = scale_loss(total)
-            grads = tape.gradient(scaled, clf.trainable_variables)
-            self.optimizers[key].apply_gradients(zip(grads, clf.trainable_variables))
+            minimize(tape, loss, clf.trainable_variables, self.optimizers[key], model=clf)
             pred = tf.argmax(logits, axis=-1, output_type=tf.int32)
             logs[f"loss_{key}"] = loss
             logs[f"acc_{key}"] = tf.reduce_mean(tf.cast(tf.equal(pred, tf.cast(labels, tf.int32)), tf.float32))

@@ -59,7 +59,9 @@ from kerasnets.ops import nms as nms_ops
 from kerasnets.ops import proposals as proposal_ops
 from kerasnets.ops import sampling
 from kerasnets.ops import targets as target_ops
-from kerasnets.distribute import replica_seed, scale_loss
+from kerasnets.distribute import replica_seed
+from kerasnets.optimization import minimize
+from kerasnets.models.recipe_model import RecipeModel
 
 HEADS = ("mask", "keypoints")
 
@@ -210,7 +212,7 @@ class TwoStageSpec:
         return slots if self.head_rois is None else max(1, min(slots, int(self.head_rois)))
 
 
-class TwoStageDetector(keras.Model):
+class TwoStageDetector(RecipeModel):
     """Faster / Mask R-CNN: `features` (list of maps) + RPN + RoI heads, trained end to end.
 
     Args:
@@ -364,12 +366,7 @@ class TwoStageDetector(keras.Model):
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
             logs = self.compute_losses(batch, seed, training=True)
-            loss = logs["total"]
-            if self.losses:
-                loss = loss + tf.add_n(self.losses)
-            scaled = scale_loss(loss)
-        grads = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        minimize(tape, logs["total"], variables, self.optimizer, model=self)
         logs = dict(logs)
         logs["loss"] = logs.pop("total")
         logs["learning_rate"] = tf.cast(self.optimizer.learning_rate, tf.float32)

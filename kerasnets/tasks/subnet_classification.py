@@ -43,6 +43,7 @@ from kerasnets.models import conv_subnet
 from kerasnets.optimization import minimize
 from kerasnets.tasks.image_classification import classifier_endpoints, single_image_batches
 from kerasnets.training.recipe import Recipe
+from kerasnets.models.recipe_model import RecipeModel
 
 
 @dataclasses.dataclass
@@ -101,7 +102,7 @@ def _accuracy(labels, logits):
     return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
 
 
-class SubnetVsDenseClassifier(keras.Model):
+class SubnetVsDenseClassifier(RecipeModel):
     """Holds the masked network, optionally its dense twin, and their SGD optimizers."""
 
     def __init__(self, subnet, subnet_optimizer, dense=None, dense_optimizer=None, **kwargs):

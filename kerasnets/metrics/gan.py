@@ -27,6 +27,9 @@ def classifier_score(probabilities, splits: int = 10) -> tuple[float, float]:
 
     IS = exp( E_x KL( p(y|x) || p(y) ) ),  p(y) = mean over the split of p(y|x)
     (Salimans et al. 2016, section 4). Bounded by the number of classes K.
+    Split `i` is `p[i * N // splits:(i + 1) * N // splits]`, as the reference
+    improved-gan code (not `np.array_split`, which differs when `splits` does
+    not divide N).
     """
     p = np.asarray(probabilities, dtype=np.float64)
     if p.ndim != 2:
@@ -34,7 +37,9 @@ def classifier_score(probabilities, splits: int = 10) -> tuple[float, float]:
     if splits < 1 or splits > len(p):
         raise ValueError(f"splits must be in [1, N={len(p)}], got {splits}")
     scores = []
-    for part in np.array_split(p, splits):
+    n = len(p)
+    for i in range(splits):
+        part = p[i * n // splits : (i + 1) * n // splits]
         marginal = part.mean(axis=0, keepdims=True)
         kl = np.sum(part * (np.log(part + 1e-12) - np.log(marginal + 1e-12)), axis=1)
         scores.append(np.exp(kl.mean()))

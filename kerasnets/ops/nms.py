@@ -17,6 +17,7 @@ entries are real; padding slots hold index 0, score 0 and class 0.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from kerasnets.ops import boxes as box_ops
@@ -51,11 +52,31 @@ def _nms_per_image(boxes, scores, max_output_size, iou_threshold, score_threshol
     return tf.reshape(indices, tf.concat([batch_shape, [max_output_size]], 0)), tf.reshape(num_valid, batch_shape)
 
 
+def _nms_padded(boxes, scores, max_output_size, iou_threshold, score_threshold):
+    """`tf.image.non_max_suppression_padded` with the kernel's rule: suppress when IoU > `iou_threshold`.
+
+    The tiled algorithm suppresses at IoU >= its threshold (so `0.0` removes nothing: no box can suppress
+    another) and counts a kept box only if a coordinate is > 0. So: pass the next float32 above the
+    threshold (IoU >= next(t) <=> IoU > t; at least the smallest normal float, as TF may flush denormals),
+    and translate images whose boxes reach coordinates <= 0 (IoU is translation invariant; images with
+    positive boxes are left bit-identical).
+    """
+    threshold = max(float(np.nextafter(np.float32(iou_threshold), np.float32(2.0))), float(np.finfo(np.float32).tiny))
+    lowest = tf.reduce_min(boxes, axis=[-2, -1], keepdims=True)
+    boxes = boxes + tf.where(lowest > 0.0, 0.0, 1.0 - lowest)
+    return tf.image.non_max_suppression_padded(
+        boxes, scores, max_output_size, iou_threshold=threshold, score_threshold=score_threshold,
+        pad_to_max_output_size=True,
+    )
+
+
 def nms(boxes, scores, max_output_size: int, iou_threshold: float = 0.5, score_threshold: float = float("-inf"),
         implementation: str = "per_image"):
     """Greedy NMS on `[..., N, 4]` boxes (any corner order) and `[..., N]` scores.
 
-    Boxes with score <= `score_threshold` are dropped first.
+    Boxes with score <= `score_threshold` are dropped first. A box is suppressed by a kept box when
+    their IoU is > `iou_threshold` (as TF's kernel and torchvision): `0.0` keeps only disjoint boxes,
+    `1.0` keeps everything.
 
     Implementations (same results):
 
@@ -81,10 +102,7 @@ def nms(boxes, scores, max_output_size: int, iou_threshold: float = 0.5, score_t
     if implementation == "per_image":
         indices, num_valid = _nms_per_image(boxes, scores, max_output_size, iou_threshold, score_threshold)
     else:
-        indices, num_valid = tf.image.non_max_suppression_padded(
-            boxes, scores, max_output_size, iou_threshold=iou_threshold, score_threshold=score_threshold,
-            pad_to_max_output_size=True,
-        )
+        indices, num_valid = _nms_padded(boxes, scores, max_output_size, iou_threshold, score_threshold)
     slots = tf.range(max_output_size)
     valid = slots < tf.cast(num_valid, tf.int32)[..., None]
     return tf.where(valid, tf.cast(indices, tf.int32), 0), tf.cast(num_valid, tf.int32)

@@ -147,3 +147,38 @@ def test_no_boxes_gives_no_detections():
     assert out["boxes"].shape == (2, 5, 4) and np.all(out["classes"].numpy() == 0)
     idx, num = nms_ops.nms(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), 3)
     assert int(num) == 0 and idx.shape == (3,)
+
+
+@pytest.mark.parametrize("implementation", nms_ops.IMPLEMENTATIONS)
+def test_zero_threshold_suppresses_any_overlap(implementation):
+    # IoU 0.163 (issue 18 item 9): suppression is IoU > threshold, so at 0.0 only the first box stays,
+    # as TF's kernel and torchvision give; at 0.17 both stay; 1.0 keeps even identical boxes.
+    boxes = np.array([[17, 42, 23.25, 52.5], [19.75, 43.5, 33.75, 49.5]], np.float32)
+    scores = np.array([0.9, 0.8], np.float32)
+    assert _np_iou(boxes[0], boxes[1:])[0] == pytest.approx(0.163, abs=5e-4)
+    for threshold, kept in [(0.0, [0]), (0.16, [0]), (0.17, [0, 1])]:
+        idx, num = nms_ops.nms(boxes, scores, 2, threshold, implementation=implementation)
+        assert idx.numpy()[: int(num)].tolist() == kept, threshold
+    same = np.stack([boxes[0], boxes[0]])
+    idx, num = nms_ops.nms(same, scores, 2, 1.0, implementation=implementation)
+    assert int(num) == 2
+    # Touching boxes (IoU exactly 0) never suppress each other, even at 0.0.
+    touching = np.array([[0, 0, 10, 10], [10, 0, 20, 10]], np.float32)
+    assert int(nms_ops.nms(touching, scores, 2, 0.0, implementation=implementation)[1]) == 2
+
+
+@pytest.mark.parametrize("implementation", nms_ops.IMPLEMENTATIONS)
+def test_implementations_agree_with_the_reference_on_random_cases(implementation):
+    # Integer boxes on a small grid: many exact IoU ties (0.5 exactly, touching boxes), negative
+    # coordinates and a batch of images, at the edge thresholds 0 and 1 too.
+    rng = np.random.default_rng(7)
+    images, n = 4, 40
+    xy = rng.integers(-30, 30, (images, n, 2))
+    boxes = np.concatenate([xy, xy + rng.integers(1, 20, (images, n, 2))], -1).astype(np.float32)
+    scores = np.stack([rng.permutation(n) for _ in range(images)]).astype(np.float32) / n
+    fn = tf.function(lambda b, s, t: nms_ops.nms(b, s, n, t, implementation=implementation))
+    for threshold in (0.0, 0.3, 0.5, 0.7, 1.0):
+        idx, num = fn(boxes, scores, threshold)
+        for b in range(images):
+            ref = greedy_nms(boxes[b], scores[b], threshold, n)
+            assert idx.numpy()[b, : int(num[b])].tolist() == [int(i) for i in ref], (threshold, b)

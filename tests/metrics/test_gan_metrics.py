@@ -27,6 +27,24 @@ def test_inception_score_hand_case():
     assert gan.classifier_score(p, splits=1)[0] == pytest.approx(np.exp(np.mean(kl)), rel=1e-9)
 
 
+def test_inception_score_splits_as_the_reference_code():
+    # improved-gan's get_inception_score: part = preds[i * N // splits:(i + 1) * N // splits], computed here
+    # independently with scipy's KL divergence; at N=999 and 10 splits np.array_split's parts differ.
+    import scipy.stats
+
+    rng = np.random.default_rng(0)
+    # Peaked, uneven probabilities: the split scores depend on which samples fall in which split.
+    p = rng.dirichlet(np.full(10, 0.2), size=999) * rng.uniform(0.5, 1.5, (999, 1))
+    p = p / p.sum(1, keepdims=True)
+    n, splits = len(p), 10
+    parts = [p[i * n // splits : (i + 1) * n // splits] for i in range(splits)]
+    assert [len(x) for x in parts] == [99] + [100] * 9  # np.array_split: [100] * 9 + [99]
+    scores = [np.exp(np.mean([scipy.stats.entropy(row, part.mean(0)) for row in part])) for part in parts]
+    mean, std = gan.classifier_score(p, splits=splits)
+    assert mean == pytest.approx(np.mean(scores), rel=1e-9)
+    assert std == pytest.approx(np.std(scores), rel=1e-9)
+
+
 def test_fid_of_a_set_with_itself_is_zero_and_matches_scipy_otherwise():
     rng = np.random.RandomState(0)
     a = rng.randn(500, 8) @ rng.randn(8, 8)

@@ -50,3 +50,58 @@ def load_digits(
         images, labels, test_size=test_fraction, random_state=seed, stratify=labels
     )
     return (x_train, y_train), (x_test, y_test)
+
+
+def augment_digits(
+    images,
+    copies: int,
+    *,
+    seed: int = 0,
+    max_shift: float = 1.0,
+    max_rotation_deg: float = 10.0,
+    scale_range: tuple[float, float] = (0.9, 1.1),
+    elastic_alpha: float = 0.0,
+    elastic_sigma: float = 2.0,
+):
+    """`images` followed by `copies` randomly deformed versions of each (a bigger embedded set).
+
+    Each copy gets a random affine map about the image centre (rotation in
+    `+-max_rotation_deg`, isotropic scale in `scale_range`, shift in
+    `+-max_shift` pixels) and, if `elastic_alpha > 0`, an elastic distortion
+    (Simard et al. 2003: a uniform random displacement field smoothed by a
+    Gaussian of `elastic_sigma` pixels, times `elastic_alpha`), resampled
+    bilinearly. Pixels from outside the image take the background (the
+    minimum value of `images`). Deterministic in `seed`. Works on NHWC
+    float images in any value range; the result is clipped to that range.
+    """
+    from scipy import ndimage
+
+    images = np.asarray(images, dtype="float32")
+    if images.ndim != 4:
+        raise ValueError(f"augment_digits expects NHWC images, got shape {images.shape}")
+    if copies < 0:
+        raise ValueError(f"copies must be >= 0, got {copies}")
+    lo, hi = float(images.min()), float(images.max())
+    rng = np.random.default_rng(seed)
+    count, height, width, channels = images.shape
+    centre = np.array([(height - 1) / 2.0, (width - 1) / 2.0])
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    out = [images]
+    for _ in range(copies):
+        batch = np.empty_like(images)
+        for i in range(count):
+            angle = np.deg2rad(rng.uniform(-max_rotation_deg, max_rotation_deg))
+            scale = rng.uniform(*scale_range)
+            shift = rng.uniform(-max_shift, max_shift, size=2)
+            # Output pixel p samples the input at A (p - c - shift) + c: A = R(angle) / scale.
+            a = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) / scale
+            src = np.einsum("ij,jhw->ihw", a, np.stack([rows, cols]) - (centre + shift)[:, None, None])
+            src += centre[:, None, None]
+            if elastic_alpha > 0:
+                for axis in range(2):
+                    field = ndimage.gaussian_filter(rng.uniform(-1, 1, (height, width)), elastic_sigma)
+                    src[axis] += elastic_alpha * field
+            for ch in range(channels):
+                batch[i, :, :, ch] = ndimage.map_coordinates(images[i, :, :, ch], src, order=1, cval=lo)
+        out.append(np.clip(batch, lo, hi))
+    return np.concatenate(out, axis=0)

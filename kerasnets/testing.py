@@ -202,3 +202,24 @@ def run_distributed_train_step(strategy, recipe, watch=None):
     logs = {k: float(v) for k, v in step(batch).items()}
     changed = any(np.abs(v.numpy() - b).max() > 0 for v, b in zip(watched, before))
     return model, logs, changed
+
+
+def report_figure(name: str, value) -> None:
+    """Record a figure a test asserts on, so `tools/checks/repeat_tests.py` can show its spread.
+
+    When the environment variable ``KERASNETS_FIGURES`` names a file, appends one JSON line
+    ``{"test": <pytest node id>, "name": name, "value": float}`` to it; otherwise does nothing,
+    so tests call it unconditionally. An array value is reported element-wise as ``name[i]``.
+    """
+    path = os.environ.get("KERASNETS_FIGURES")
+    if not path:
+        return
+    import json
+
+    values = np.asarray(keras.ops.convert_to_numpy(value), dtype="float64").reshape(-1)
+    names = [name] if values.size == 1 and np.ndim(value) == 0 else [f"{name}[{i}]" for i in range(values.size)]
+    # "tests/x.py::test_y (call)" -> the node id.
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
+    with open(path, "a") as out:
+        for n, v in zip(names, values):
+            out.write(json.dumps({"test": test, "name": n, "value": float(v)}) + "\n")

@@ -132,14 +132,17 @@ def test_detect_needs_proposals(tmp_path):
 def test_overfits_a_few_images_and_exports_a_standalone_saved_model(tmp_path):
     from kerasnets.data.proposals import selective_search
     from kerasnets.export import export_saved_model, run_saved_model_in_subprocess
+    from kerasnets.testing import report_figure
     from kerasnets.training import engine
 
     # 96 px: selective search finds every object of these 4 images (at 64 px one 9x8 px square has no proposal)
     recipe = tiny_recipe(tmp_path, steps=300, learning_rate=0.02, dropout=0.0, image_size=96)
     result = engine.train(recipe, str(tmp_path / "run"))
     losses = [h["loss"] for h in result.history]  # every 20 steps (single-step values: noisy)
+    report_figure("loss_ratio", np.mean(losses[-4:]) / np.mean(losses[:2]))
     assert np.mean(losses[-4:]) < 0.5 * np.mean(losses[:2]), losses
     metrics = recipe.evaluate(result.model, "train")
+    report_figure("bbox/AP50", metrics["bbox/AP50"])
     assert metrics["bbox/AP50"] > 0.9, metrics
 
     # serving: a raw uint8 image of another size + selective search on it, in a process without kerasnets
@@ -163,6 +166,7 @@ def test_overfits_a_few_images_and_exports_a_standalone_saved_model(tmp_path):
     # boxes come back in the larger input's coordinates: the top detection matches a ground truth box x 1.5
     gt = recipe.split_data("train")["examples"][0]["boxes"] * 1.5
     best = box_ops.pairwise_iou(got["boxes"][0, :1], gt).numpy().max()
+    report_figure("top_detection_iou", best)
     assert best > 0.5
 
 

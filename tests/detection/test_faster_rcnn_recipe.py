@@ -77,13 +77,16 @@ def test_train_step_losses_and_proposal_sampling():
 @pytest.mark.slow
 def test_overfits_a_few_images_and_exports_a_standalone_saved_model(tmp_path):
     from kerasnets.export import export_saved_model, verify_saved_model
+    from kerasnets.testing import report_figure
     from kerasnets.training import engine
 
     recipe = tiny_recipe(steps=200, image_size=96)
     result = engine.train(recipe, str(tmp_path / "run"))
     history = result.history
+    report_figure("loss_ratio", history[-1]["loss"] / history[0]["loss"])
     assert history[-1]["loss"] < 0.3 * history[0]["loss"]
     metrics = recipe.evaluate(result.model, split="train")
+    report_figure("bbox/AP50", metrics["bbox/AP50"])
     assert metrics["bbox/AP50"] > 0.9, metrics
 
     path = export_saved_model(recipe, result.model, export_root=str(tmp_path / "export"))
@@ -94,6 +97,7 @@ def test_overfits_a_few_images_and_exports_a_standalone_saved_model(tmp_path):
     assert set(expected) == {"boxes", "scores", "classes", "num_detections"}
     # Resampled to another aspect ratio the image is not what the model overfitted (top score
     # 0.40 - 0.9 across processes): the quality claim is the AP50 above; here, that it detects.
+    report_figure("resampled_top_score", expected["scores"][0, 0])
     assert expected["num_detections"][0] >= 1 and expected["scores"][0, 0] > 0.05
     assert expected["boxes"][..., 2].max() <= 80 and expected["boxes"][..., 3].max() <= 96
     verify_saved_model(path, {"images": raw}, expected, atol=1e-3)

@@ -111,17 +111,20 @@ def test_config_errors_are_named():
 def test_overfits_trains_svms_and_exports_a_standalone_saved_model(tmp_path):
     from kerasnets.data.proposals import selective_search
     from kerasnets.export import export_saved_model, run_saved_model_in_subprocess
+    from kerasnets.testing import report_figure
     from kerasnets.training import engine
 
     recipe = tiny_recipe(tmp_path, steps=160, learning_rate=0.02, dropout=0.0)
     result = engine.train(recipe, str(tmp_path / "run"))
     losses = [h["loss"] for h in result.history]
+    report_figure("loss_ratio", np.mean(losses[-3:]) / losses[0])
     assert np.mean(losses[-3:]) < 0.5 * losses[0], losses
     model = result.model
     assert float(model.svm_trained.numpy()) == 1.0
     assert np.abs(model.svm.get_weights()[0]).sum() > 0 and np.abs(model.bbox_regressor.get_weights()[0]).sum() > 0
     assert result.summary["svm1_positives"] > 0
     metrics = recipe.evaluate(model, "train")
+    report_figure("bbox/AP50", metrics["bbox/AP50"])
     assert metrics["bbox/AP50"] > 0.9, metrics
 
     # the final checkpoint holds the SVMs (what `kerasnets evaluate/export` restore)

@@ -193,6 +193,7 @@ def test_overfits_a_few_images_then_exports_for_serving_and_tflite(tmp_path):
     from kerasnets.export import export_run
     from kerasnets.export.verify import run_tflite
     from kerasnets.ops.boxes import pairwise_iou
+    from kerasnets.testing import report_figure
 
     config = tiny(steps=80, learning_rate=0.05, warmup_steps=10, lr_decay_at=(), weight_decay=0.0,
                   random_crop=False, photometric=False, horizontal_flip=False)
@@ -201,8 +202,10 @@ def test_overfits_a_few_images_then_exports_for_serving_and_tflite(tmp_path):
     data = iter(recipe.build_dataset("train"))
     step = tf.function(model.train_step)
     losses = [float(step(next(data))["loss"]) for _ in range(config.steps)]
+    report_figure("loss_ratio", np.mean(losses[-5:]) / np.mean(losses[:5]))
     assert np.mean(losses[-5:]) < 0.1 * np.mean(losses[:5])
     metrics = recipe.evaluate(model, "train")
+    report_figure("bbox/AP50", metrics["bbox/AP50"])
     assert metrics["bbox/AP50"] > 0.9, metrics
 
     # A raw image of another size: training image 0 upscaled to 128 x 128, resized back inside the graph.
@@ -224,6 +227,7 @@ def test_overfits_a_few_images_then_exports_for_serving_and_tflite(tmp_path):
     # ... and they find the upscaled objects in the input's pixels.
     top = served["boxes"].numpy()[0, :10]
     iou = pairwise_iou(top, example["boxes"] * 2.0).numpy()
+    report_figure("best_iou_per_object", iou.max(axis=0))
     assert np.all(iou.max(axis=0) > 0.5), iou.max(axis=0)
 
     # TFLite: builtin ops only (NMS inside) on the letterboxed fixed-size input, same detections.

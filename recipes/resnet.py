@@ -40,8 +40,7 @@ from kerasnets.errors import ConfigError
 from kerasnets.models import resnet_cifar
 from kerasnets.saving import register
 from kerasnets.optimization import minimize
-from kerasnets.tasks.image_classification import classifier_endpoints, single_image_batches
-from kerasnets.training.recipe import Recipe
+from kerasnets.tasks.image_classification import ImageArrayRecipe, classifier_endpoints, single_image_batches
 from kerasnets.models.recipe_model import RecipeModel
 
 #: The paper's ResNet-110 warm-up length (iterations at `warmup_learning_rate`).
@@ -187,7 +186,7 @@ class ResNetClassifier(RecipeModel):
         }
 
 
-class ResNetRecipe(Recipe):
+class ResNetRecipe(ImageArrayRecipe):
     name = "resnet"
     paper = "He, Zhang, Ren, Sun 2015. Deep Residual Learning for Image Recognition. arXiv:1512.03385"
     summary = "CIFAR ResNets (depth 6n+2, option A/B shortcuts), SGD + step schedule; engine benchmark"
@@ -197,32 +196,7 @@ class ResNetRecipe(Recipe):
     def __init__(self, config: ResNetConfig | None = None):
         super().__init__(config)
         self.config.validate()
-        self._data = None
         self._predict_classes = (None, None)
-
-    # ------------------------------------------------------------------ data
-    def data(self) -> image_data.ClassificationData:
-        """The splits and pixel mean (loaded once per recipe object)."""
-        if self._data is None:
-            c = self.config
-            self._data = image_data.load(
-                c.data,
-                image_size=c.resolved_image_size(),
-                val_fraction=c.val_fraction,
-                data_dir=c.data_dir,
-                download=c.download,
-            )
-        return self._data
-
-    def image_shape(self) -> tuple[int, int, int]:
-        size = self.config.resolved_image_size()
-        return (size, size, 3)
-
-    def build_dataset(self, split: str = "train", start_step: int = 0) -> tf.data.Dataset:
-        c = self.config
-        if split == "train":
-            return image_data.train_dataset(self.data(), c.batch_size, c.seed, start_step, augment=c.augment)
-        return image_data.eval_dataset(self.data(), split, c.batch_size)
 
     # ----------------------------------------------------------------- model
     def learning_rate_schedule(self) -> StepDecayWithWarmup:

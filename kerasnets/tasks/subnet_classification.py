@@ -41,8 +41,7 @@ from kerasnets.export.pruned import to_pruned_model
 from kerasnets.layers import _subnet
 from kerasnets.models import conv_subnet
 from kerasnets.optimization import minimize
-from kerasnets.tasks.image_classification import classifier_endpoints, single_image_batches
-from kerasnets.training.recipe import Recipe
+from kerasnets.tasks.image_classification import ImageArrayRecipe, classifier_endpoints, single_image_batches
 from kerasnets.models.recipe_model import RecipeModel
 
 
@@ -165,7 +164,7 @@ def plot_subnet_vs_dense(history, path: str, title: str) -> str:
     return path
 
 
-class SubnetRecipeBase(Recipe):
+class SubnetRecipeBase(ImageArrayRecipe):
     """Data, model pair, evaluation and pruned export; subclasses set the subnet layer type."""
 
     conv_type: ClassVar[str] = ""
@@ -174,26 +173,6 @@ class SubnetRecipeBase(Recipe):
     def __init__(self, config=None):
         super().__init__(config)
         self.config.validate()
-        self._data = None
-
-    # ------------------------------------------------------------------ data
-    def data(self) -> image_data.ClassificationData:
-        if self._data is None:
-            c = self.config
-            self._data = image_data.load(
-                c.data, image_size=c.resolved_image_size(), val_fraction=0.0, data_dir=c.data_dir, download=c.download
-            )
-        return self._data
-
-    def image_shape(self) -> tuple[int, int, int]:
-        size = self.config.resolved_image_size()
-        return (size, size, 3)
-
-    def build_dataset(self, split: str = "train", start_step: int = 0) -> tf.data.Dataset:
-        c = self.config
-        if split == "train":
-            return image_data.train_dataset(self.data(), c.batch_size, c.seed, start_step, augment=c.augment)
-        return image_data.eval_dataset(self.data(), split, c.batch_size)
 
     # ----------------------------------------------------------------- model
     def subnet_options(self) -> dict:
